@@ -1,0 +1,38 @@
+# Sourced by run_scripts/*.sh: make sure the project's virtual environment exists and holds a pinned torch,
+# the package and its test extra; then activate it. Reruns only check (a few seconds).
+#
+#   CARE_VENV      where the venv lives (default: <repo>/.venv)
+#   CARE_TORCH     torch pin (default 2.14.1; with torchvision 0.29.1 it runs on CPU and carries the
+#                  torchvision ops the Qwen2.5-VL processor of transformers 5 needs)
+#   CARE_TORCHVISION  torchvision pin (default 0.29.1)
+#   CARE_EXTRAS    pip extras of this package to install (default: test)
+set -euo pipefail
+CARE_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CARE_VENV="${CARE_VENV:-$CARE_REPO/.venv}"
+CARE_TORCH="${CARE_TORCH:-2.14.1}"
+CARE_TORCHVISION="${CARE_TORCHVISION:-0.29.1}"
+CARE_EXTRAS="${CARE_EXTRAS:-test}"
+PY="${PYTHON:-python3}"
+
+if [ ! -x "$CARE_VENV/bin/python" ]; then
+  echo "[care] creating virtual environment $CARE_VENV" >&2
+  "$PY" -m venv "$CARE_VENV"
+  "$CARE_VENV/bin/python" -m pip install -q --upgrade pip
+fi
+# shellcheck disable=SC1091
+. "$CARE_VENV/bin/activate"
+
+# torch first and pinned: verl's dependencies leave torch open, and an open resolve pulls a multi-GB CUDA build.
+if ! python -c "import torch, torchvision, sys; sys.exit(0 if (torch.__version__.split('+')[0], torchvision.__version__.split('+')[0]) == ('$CARE_TORCH', '$CARE_TORCHVISION') else 1)" 2>/dev/null; then
+  echo "[care] installing torch==$CARE_TORCH torchvision==$CARE_TORCHVISION" >&2
+  python -m pip install -q "torch==$CARE_TORCH" "torchvision==$CARE_TORCHVISION"
+fi
+
+# The package itself (editable) with its extras; re-run only when setup.py changed since the last install.
+stamp="$CARE_VENV/.care-install-stamp"
+want="$(sha256sum "$CARE_REPO/setup.py" | cut -d' ' -f1) $CARE_EXTRAS"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! python -c "import recipe_care, verl" 2>/dev/null; then
+  echo "[care] installing recipe-care[$CARE_EXTRAS] (pins verl[verl-core]==0.9.1)" >&2
+  python -m pip install -q -e "$CARE_REPO[$CARE_EXTRAS]" "torch==$CARE_TORCH" "torchvision==$CARE_TORCHVISION"
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The project's one test command: creates/reuses the venv (pinned torch first), installs the package with [test]
+# and runs the whole CPU suite. Extra arguments go to pytest, e.g. `bash run_scripts/test.sh -k advantage`.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+cd "$CARE_REPO"
+# verl's own CPU tests for the estimator registry and DataProto, run from the installed wheel with our plugin loaded.
+python -m pytest -q -p no:cacheprovider "$@" tests
