@@ -1,1 +1,18 @@
-"""Placeholder; replaced below."""
+"""verl plugin entry point (``verl.plugins`` group): imported by every ``import verl`` in every process.
+
+It registers the ``care`` advantage estimator (idempotently) and installs the small, named patches listed in
+``recipe_care.patches``. It imports nothing heavy. verl swallows plugin import errors, so
+``python -m recipe_care.preflight`` imports this module directly and fails loudly instead.
+
+The opt-in CPU backend (``recipe_care.cpu``) is imported only when ``CARE_CPU_BACKEND=1`` (set by the CPU scripts);
+a GPU run never imports it.
+"""
+
+import os
+
+from recipe_care.registration import register_care_estimator
+
+register_care_estimator()
+
+if os.environ.get("CARE_CPU_BACKEND") == "1":
+    import recipe_care.cpu  # noqa: F401  (registers the CPU platform, the HF-generate rollout and two patches)

@@ -1,0 +1,387 @@
+"""CARE advantage math: pure torch, vectorized, no verl import.
+
+Two public entry points (their names and meanings are a stable contract):
+
+- :func:`care_sequence_advantages` — one scalar advantage per rollout (care-algorithm.md §2.2–2.5, §8):
+  shortest-think anchor, hard negatives (M nearest failures by cosine distance, then greedy max-min diversity to
+  K' = min(K, pool)), z-score inside {anchor} ∪ negatives (population std, ε), negative-only scaling s, reduced
+  scale s_refl for an RGR row that still fails, update-size equalization sqrt(K/K'), zero for every row outside
+  the subgroup, zero for all-positive groups, and the all-negative rescue (``faithful`` or ``small``).
+- :func:`region_token_advantages` — spread each sequence advantage over its response tokens (§2.6): answer tokens
+  weigh 1, think tokens weigh γ_pos for correct rollouts and 0 for failures, divided by the row's weight sum.
+
+Rows of a group need not be contiguous (verl reorders rows); groups may have different sizes. Groups are laid
+out in a padded ``[B, G_max]`` grid once, and every step is a tensor operation over all groups at once; the only
+Python loop runs over the K selection rounds (K = 4), never over rows or groups.
+
+Positives are rollouts with ``acc == 1`` (never ``reward > 0``); the z-score uses ``rewards`` (the verifier's
+training reward). See the README's "Deviations from the authors' code".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from recipe_care.config import CareConfig
+
+ROLE_NONE = 0
+ROLE_ANCHOR = 1
+ROLE_HARD_NEGATIVE = 2
+ROLE_RESCUE_ANCHOR = 3
+ROLE_RESCUE_NEGATIVE = 4
+
+_ACC_TOL = 1e-6
+
+
+@dataclass
+class CareSequenceResult:
+    """Output of :func:`care_sequence_advantages` (all tensors have one entry per row, input order)."""
+
+    seq_advantages: torch.Tensor
+    """float [N]: the CARE advantage of each rollout (0 outside subgroups)."""
+    role: torch.Tensor
+    """int64 [N]: 0 none, 1 anchor, 2 hard negative (incl. an RGR row in the subgroup), 3 rescue pseudo-anchor,
+    4 rescue negative."""
+    k_prime: torch.Tensor
+    """int64 [B]: K' per group (number of non-anchor subgroup members; k for rescued groups; 0 if none)."""
+    group_index: torch.Tensor
+    """int64 [N]: dense group id of each row (0..B-1, in order of first appearance sorted by id)."""
+    rescued: torch.Tensor
+    """bool [B]: the group was rescued (no positive)."""
+    has_anchor: torch.Tensor
+    """bool [B]: the group has a real anchor (at least one positive)."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Layout helpers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def dense_group_index(group_ids: Any) -> torch.Tensor:
+    """Map arbitrary group ids (uid strings in a numpy object array, ints, a tensor) to dense int64 ids."""
+    if isinstance(group_ids, torch.Tensor):
+        return torch.unique(group_ids.reshape(-1), return_inverse=True)[1].to(torch.int64)
+    arr = np.asarray(group_ids)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1)
+    try:
+        _, inverse = np.unique(arr, return_inverse=True)
+    except TypeError:  # mixed, unorderable ids: fall back to their string form
+        _, inverse = np.unique(arr.astype(str), return_inverse=True)
+    return torch.from_numpy(inverse.reshape(-1).astype(np.int64))
+
+
+@dataclass
+class _Layout:
+    gid: torch.Tensor  # [N] group of each row
+    col: torch.Tensor  # [N] position of each row inside its group (row order)
+    B: int
+    G: int
+    valid: torch.Tensor  # [B, G] bool
+    sizes: torch.Tensor  # [B]
+
+    def pad(self, x: torch.Tensor, fill) -> torch.Tensor:
+        out = torch.full((self.B, self.G) + tuple(x.shape[1:]), fill, dtype=x.dtype, device=x.device)
+        out[self.gid, self.col] = x
+        return out
+
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:
+        return x[self.gid, self.col]
+
+
+def _layout(gid: torch.Tensor) -> _Layout:
+    n = gid.numel()
+    B = int(gid.max().item()) + 1 if n else 0
+    sizes = torch.bincount(gid, minlength=B)
+    order = torch.sort(gid, stable=True).indices
+    starts = torch.cumsum(sizes, 0) - sizes
+    col = torch.empty_like(gid)
+    col[order] = torch.arange(n, dtype=torch.int64) - starts[gid[order]]
+    G = int(sizes.max().item()) if n else 0
+    valid = torch.arange(G).unsqueeze(0) < sizes.unsqueeze(1)
+    return _Layout(gid=gid, col=col, B=B, G=G, valid=valid, sizes=sizes)
+
+
+def _as_1d(name: str, x: Any, n: int, dtype: torch.dtype) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x, dtype=np.float64) if not isinstance(x, torch.Tensor) else x)
+    t = t.reshape(-1).to(dtype)
+    if t.numel() != n:
+        raise ValueError(f"{name} has {t.numel()} entries but there are {n} rows")
+    return t
+
+
+def _check_finite(name: str, x: torch.Tensor, group_ids: Any) -> None:
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        rows = torch.nonzero(bad).reshape(-1)[:8].tolist()
+        ids = np.asarray(group_ids).reshape(-1) if not isinstance(group_ids, torch.Tensor) else group_ids.reshape(-1)
+        where = ", ".join(f"row {r} (group {ids[r]!s})" for r in rows)
+        raise ValueError(
+            f"CARE: {name} is not finite at {int(bad.sum())} row(s): {where}. "
+            f"Fix the reward function so that it returns a finite score (and acc in {{0, 1}}) for every rollout."
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sequence advantages
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _cosine_distances(emb: Optional[torch.Tensor], lay: _Layout, n: int) -> torch.Tensor:
+    """Pairwise cosine distances inside each group: [B, G, G] (zeros when no embeddings: ties → row order)."""
+    if emb is None:
+        return torch.zeros(lay.B, lay.G, lay.G)
+    e = torch.as_tensor(emb).to(torch.float32)
+    if e.ndim != 2 or e.shape[0] != n:
+        raise ValueError(f"embeddings must have shape [N={n}, D], got {tuple(e.shape)}")
+    e = torch.nan_to_num(e, nan=0.0, posinf=0.0, neginf=0.0)
+    e = e / e.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    ep = lay.pad(e, 0.0)  # [B, G, D]
+    return (1.0 - torch.bmm(ep, ep.transpose(1, 2))).clamp_(0.0, 2.0)
+
+
+def _greedy_maxmin(
+    dist: torch.Tensor, start_mind: torch.Tensor, eligible: torch.Tensor, count: torch.Tensor, rounds: int
+) -> torch.Tensor:
+    """Greedy max-min (farthest-point) selection, vectorized over groups.
+
+    Each round picks, among ``eligible`` and not yet chosen members, the one with the largest minimum distance to
+    the already-selected set (``start_mind`` holds the distances to the initial set); ties go to the lower column
+    (row order). Group b stops after ``count[b]`` picks. Returns the chosen mask [B, G].
+    """
+    B, G = eligible.shape
+    chosen = torch.zeros(B, G, dtype=torch.bool)
+    mind = start_mind.clone()
+    rows = torch.arange(B)
+    for t in range(rounds):
+        active = count > t
+        if not bool(active.any()):
+            break
+        score = torch.where(eligible & ~chosen, mind, torch.full_like(mind, -float("inf")))
+        j = score.argmax(dim=1)
+        chosen[rows[active], j[active]] = True
+        mind = torch.minimum(mind, dist[rows, j])
+    return chosen
+
+
+def _zscore(r: torch.Tensor, member: torch.Tensor, eps: float) -> torch.Tensor:
+    """z-score of r over the members of each group (population std)."""
+    m = member.to(r.dtype)
+    cnt = m.sum(1, keepdim=True).clamp_min(1.0)
+    mu = (r * m).sum(1, keepdim=True) / cnt
+    var = (((r - mu) ** 2) * m).sum(1, keepdim=True) / cnt
+    return (r - mu) / (var.sqrt() + eps)
+
+
+def care_sequence_advantages(
+    *,
+    acc: Any,
+    rewards: Any,
+    group_ids: Any,
+    think_len: Any,
+    answer_len: Any,
+    embeddings: Optional[Any],
+    seq_logprob: Optional[Any],
+    config: CareConfig,
+    rgr_row: Optional[Any] = None,
+    rgr_failed: Optional[Any] = None,
+    step: int = 0,
+) -> CareSequenceResult:
+    """CARE sequence-level advantages for a batch of rollouts (see the module docstring).
+
+    Args:
+        acc: [N] verifier accuracy; a rollout is positive iff ``acc == 1``.
+        rewards: [N] training reward used in the subgroup z-score.
+        group_ids: [N] group (prompt) id of each row, e.g. verl's ``uid`` column; rows need not be contiguous.
+        think_len: [N] tokens inside ``<think>…</think>`` (callers fall back to the response length).
+        answer_len: [N] tokens inside ``<answer>…</answer>`` (tie-break of the anchor).
+        embeddings: [N, D] rationale embeddings (cosine distance; re-normalized here) or None (all distances
+            equal: selection falls back to row order).
+        seq_logprob: [N] summed old log-prob of each response (rescue pseudo-anchor) or None (first row).
+        config: :class:`CareConfig`.
+        rgr_row: [N] bool, the row is an RGR repair; it always joins its group's subgroup when the group has an
+            anchor (it took the place of the failure it repaired) and is never the anchor unless it is the only
+            positive.
+        rgr_failed: [N] bool, the RGR row still fails (scale s_refl). Defaults to ``rgr_row & ~positive``.
+        step: training step, mixed into the seed of ``anchor="random"``.
+    """
+    acc_t = torch.as_tensor(np.asarray(acc, dtype=np.float64) if not isinstance(acc, torch.Tensor) else acc)
+    acc_t = acc_t.reshape(-1).to(torch.float64)
+    n = acc_t.numel()
+    rew = _as_1d("rewards", rewards, n, torch.float64)
+    _check_finite("rewards", rew, group_ids)
+    _check_finite("acc", acc_t, group_ids)
+    gid = dense_group_index(group_ids)
+    if gid.numel() != n:
+        raise ValueError(f"group_ids has {gid.numel()} entries but there are {n} rows")
+    tl = _as_1d("think_len", think_len, n, torch.int64).clamp_min(0)
+    al = _as_1d("answer_len", answer_len, n, torch.int64).clamp_min(0)
+    is_pos = (acc_t - 1.0).abs() <= _ACC_TOL
+    rgr = (
+        torch.zeros(n, dtype=torch.bool)
+        if rgr_row is None
+        else _as_1d("rgr_row", rgr_row, n, torch.float64).ne(0)
+    )
+    rgr_fail = rgr & ~is_pos if rgr_failed is None else (_as_1d("rgr_failed", rgr_failed, n, torch.float64).ne(0) & rgr)
+
+    if n == 0:
+        empty = torch.zeros(0)
+        return CareSequenceResult(empty, torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64),
+                                  gid, torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.bool))
+
+    lay = _layout(gid)
+    B, G, valid = lay.B, lay.G, lay.valid
+    rows = torch.arange(B)
+    cols = torch.arange(G).unsqueeze(0)
+    pos = lay.pad(is_pos, False)
+    neg = valid & ~pos
+    rgr_p = lay.pad(rgr, False)
+    r = lay.pad(rew, 0.0)
+    dist = _cosine_distances(embeddings, lay, n)  # [B, G, G]
+
+    # ---- anchor: shortest think span among the positives (RGR rows only if nothing else passed) ----
+    cand = pos & ~rgr_p
+    cand = torch.where(cand.any(1, keepdim=True), cand, pos)
+    has_anchor = cand.any(1)
+    if config.anchor == "shortest":
+        key = lay.pad(tl * (int(al.max().item()) + 1) + al, 0)
+        key = torch.where(cand, key, torch.full_like(key, torch.iinfo(torch.int64).max))
+        anchor_col = key.argmin(dim=1)  # first minimum → lowest row index
+    else:  # random anchor (ablation)
+        gen = torch.Generator().manual_seed(int(config.seed) * 1_000_003 + int(step))
+        key = torch.rand(B, G, generator=gen)
+        anchor_col = torch.where(cand, key, torch.full_like(key, -1.0)).argmax(dim=1)
+    anchor = torch.zeros(B, G, dtype=torch.bool)
+    anchor[rows[has_anchor], anchor_col[has_anchor]] = True
+
+    # ---- hard negatives: M nearest candidates to the anchor (an RGR row first), then max-min diversity ----
+    hcand = has_anchor.unsqueeze(1) & valid & (neg | rgr_p) & ~anchor
+    d_anchor = dist[rows, anchor_col]  # [B, G] distance of every member to its group's anchor
+    d_key = torch.where(hcand, d_anchor, torch.full_like(d_anchor, float("inf")))
+    d_key = torch.where(hcand & rgr_p, torch.full_like(d_key, -float("inf")), d_key)
+    order = torch.sort(d_key, dim=1, stable=True).indices
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, cols.expand(B, G).contiguous())
+    pool = hcand & (rank < config.M)
+    k_prime = torch.clamp(pool.sum(1), max=config.K)
+    first = order[:, 0]
+    has_h = k_prime > 0
+    chosen = torch.zeros(B, G, dtype=torch.bool)
+    chosen[rows[has_h], first[has_h]] = True
+    more = _greedy_maxmin(dist, dist[rows, first], pool & ~chosen, k_prime - 1, config.K - 1)
+    hard = chosen | more
+    subgroup = anchor | hard
+
+    z = _zscore(r, subgroup, config.eps)
+    pos_in = subgroup & pos
+    adv = torch.where(pos_in, z, torch.zeros_like(z))
+    fail_scale = torch.where(lay.pad(rgr_fail, False), config.s_refl, config.s).to(z.dtype)
+    adv = torch.where(subgroup & ~pos, -fail_scale * z.abs(), adv)
+    if config.equalize:
+        eq = torch.sqrt(config.K / k_prime.clamp_min(1).to(z.dtype))
+        adv = adv * torch.where(has_h, eq, torch.ones_like(eq)).unsqueeze(1)
+    adv = torch.where(has_h.unsqueeze(1), adv, torch.zeros_like(adv))  # lone anchor: nothing to contrast
+
+    role = torch.zeros(B, G, dtype=torch.int64)
+    role[hard] = ROLE_HARD_NEGATIVE
+    role[anchor & has_h.unsqueeze(1)] = ROLE_ANCHOR
+
+    # ---- all-negative rescue ----
+    rescued = torch.zeros(B, dtype=torch.bool)
+    if config.rescue != "off":
+        rescued = ~pos.any(1) & (lay.sizes >= 2)
+    if bool(rescued.any()):
+        if seq_logprob is None:
+            lp = torch.zeros(B, G, dtype=torch.float64)
+        else:
+            lp_t = _as_1d("seq_logprob", seq_logprob, n, torch.float64)
+            lp = lay.pad(torch.nan_to_num(lp_t, nan=-float("inf")), -float("inf"))
+        lp = torch.where(valid, lp, torch.full_like(lp, -float("inf")))
+        p_col = lp.argmax(dim=1)  # highest summed log-prob; ties → lowest row index
+        p_mask = torch.zeros(B, G, dtype=torch.bool)
+        p_mask[rows[rescued], p_col[rescued]] = True
+        k = torch.where(rescued, torch.clamp(lay.sizes - 1, max=config.K), torch.zeros_like(lay.sizes))
+        # farthest-first from the pseudo-anchor: first the failure farthest from p, then max-min distance
+        rneg = _greedy_maxmin(dist, dist[rows, p_col], valid & ~p_mask, k, config.K)
+        kf = k.clamp_min(1).to(torch.float64).unsqueeze(1)
+        delta = config.rescue_delta
+        eq = torch.sqrt(config.K / kf) if config.equalize else torch.ones_like(kf)
+        if config.rescue == "faithful":
+            pseudo = torch.where(p_mask, torch.full_like(lp, delta), (-delta / kf).expand(B, G))
+            zr = _zscore(pseudo, p_mask | rneg, config.eps)
+            a_p, a_n = zr, -config.s * zr.abs()
+        else:  # "small": advantages of size delta, not normalized away
+            a_p = torch.full_like(lp, delta)
+            a_n = (-config.s * delta / kf).expand(B, G)
+        radv = torch.where(p_mask, a_p * eq, torch.where(rneg, a_n * eq, torch.zeros_like(lp)))
+        adv = torch.where(rescued.unsqueeze(1), radv, adv)
+        role = torch.where(p_mask, torch.full_like(role, ROLE_RESCUE_ANCHOR), role)
+        role = torch.where(rneg, torch.full_like(role, ROLE_RESCUE_NEGATIVE), role)
+        k_prime = torch.where(rescued, k, k_prime)
+
+    adv = torch.where(valid, adv, torch.zeros_like(adv))
+    return CareSequenceResult(
+        seq_advantages=lay.unpad(adv).to(torch.float32),
+        role=lay.unpad(role),
+        k_prime=k_prime,
+        group_index=gid,
+        rescued=rescued,
+        has_anchor=has_anchor,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Token advantages
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def region_token_advantages(
+    *,
+    seq_advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    think_mask: torch.Tensor,
+    answer_mask: torch.Tensor,
+    acc: Any,
+    gamma_pos: float,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """Region-weighted token advantages [N, T] (care-algorithm.md §2.6).
+
+    ``w[i,t] = 1[t in answer_i] + gamma_pos * 1[t in think_i] * 1[acc_i == 1]``, restricted to the response mask;
+    a row without an answer span uses its whole response as "answer", a row without a think span its whole
+    response as "think" (as the authors' code does). ``A[i,t] = A_i * w[i,t] / max(sum_t w[i,t], eps)``, so each
+    row's token advantages sum to its sequence advantage.
+    """
+    resp = response_mask.to(torch.float32)
+    ans = answer_mask.to(torch.float32) * resp
+    think = think_mask.to(torch.float32) * resp
+    seq = torch.as_tensor(seq_advantages).reshape(-1).to(torch.float32)
+    acc_t = torch.as_tensor(np.asarray(acc, dtype=np.float64) if not isinstance(acc, torch.Tensor) else acc)
+    pos = ((acc_t.reshape(-1).to(torch.float64) - 1.0).abs() <= _ACC_TOL).to(torch.float32)
+
+    ans_len = ans.sum(1)
+    think_len = think.sum(1)
+    resp_len = resp.sum(1)
+    no_ans = ans_len == 0
+    no_think = think_len == 0
+    g = float(gamma_pos) * pos  # [N] weight of think tokens per row
+    weight_sum = torch.where(no_ans, resp_len, ans_len) + g * torch.where(no_think, resp_len, think_len)
+    scale = seq / weight_sum.clamp_min(eps)
+    c_ans = torch.where(no_ans, torch.zeros_like(scale), scale)
+    c_think = torch.where(no_think, torch.zeros_like(scale), g * scale)
+    c_resp = torch.where(no_ans, scale, torch.zeros_like(scale)) + torch.where(no_think, g * scale, torch.zeros_like(scale))
+    out = ans * c_ans.unsqueeze(1)
+    out.addcmul_(think, c_think.unsqueeze(1))
+    fallback = torch.nonzero(c_resp != 0).reshape(-1)
+    if fallback.numel():
+        out[fallback] += resp[fallback] * c_resp[fallback].unsqueeze(1)
+    return out
+
+
+def uniform_token_advantages(*, seq_advantages: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """The sequence advantage broadcast over the response tokens (``token_weighting="uniform"``, as GRPO)."""
+    return torch.as_tensor(seq_advantages).reshape(-1, 1).to(torch.float32) * response_mask.to(torch.float32)

@@ -1,0 +1,192 @@
+"""Configuration dataclasses for CARE, one per mechanism (TRL style).
+
+Every field documents its default and where the default comes from:
+- [code] the authors' released code (yongxinwang-ai/CARE @ 8c6045c, ``examples/config.yaml`` / ``CareCfg``),
+- [paper] the paper or its abstract,
+- [ours] a decision of this project (see README, "Deviations from the authors' code").
+
+``CareConfig.from_omegaconf(config.algorithm.care)`` builds the dataclass from the Hydra node; unknown keys raise
+a clear error (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+RESCUE_MODES = ("off", "faithful", "small")
+TOKEN_WEIGHTINGS = ("region", "uniform")
+ANCHOR_RULES = ("shortest", "random")
+SIMILARITIES = ("auto", "hidden", "ngram")
+
+# Accepted spellings from the authors' config, mapped to ours.
+_ALIASES = {"token_weighting": {"region_weighted": "region", "none": "uniform"}}
+
+
+def _mapping_to_dict(node: Any) -> dict:
+    """Plain dict from an OmegaConf node, a mapping or None (OmegaConf is imported lazily)."""
+    if node is None:
+        return {}
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(node, DictConfig):
+            return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+    except ImportError:  # pragma: no cover - omegaconf ships with verl
+        pass
+    if isinstance(node, Mapping):
+        return dict(node)
+    raise TypeError(f"expected a mapping for the CARE config, got {type(node).__name__}")
+
+
+def _build(cls, node: Any, where: str):
+    values = _mapping_to_dict(node)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)} (check the spelling in your config)"
+        )
+    for key, aliases in _ALIASES.items():
+        if key in values and values[key] in aliases:
+            values[key] = aliases[values[key]]
+    return cls(**values)
+
+
+@dataclass
+class CareConfig:
+    """The CARE advantage (``algorithm.care`` in the verl config). Symbols follow the paper."""
+
+    K: int = 4
+    """Target number of hard negatives per subgroup. Default 4 [code ``care.K``; paper ablation "K=4"]."""
+
+    M: int = 6
+    """Pre-selection pool: the M failures nearest to the anchor before the max-min diversity step. Default 6
+    [code ``care.M``]. ``M=K`` gives the pure "K nearest" rule."""
+
+    s: float = 0.5
+    """Negative-only scale: failures in the subgroup get ``-s*|z|``. Default 0.5 [code ``care.neg_scale_s``]."""
+
+    eps: float = 1e-6
+    """z-score epsilon: ``z = (r - mu) / (sigma + eps)``, population std. Default 1e-6 [code ``care.eps``]."""
+
+    equalize: bool = True
+    """Update-size equalization: multiply the subgroup's advantages by ``sqrt(K/K')``. Default on
+    [code ``care.equalize``]."""
+
+    rescue: str = "faithful"
+    """All-negative rescue: ``"off"`` | ``"faithful"`` (pseudo-rewards z-scored, so delta cancels, as the authors'
+    code does) | ``"small"`` (advantages of size delta: +delta for the pseudo-anchor, -s*delta/k per negative,
+    times the equalization factor). Default ``"faithful"`` [code ``care.rescue.enable=true``; "small" is the
+    paper's "small pseudo-contrast" reading, care-algorithm.md A3]."""
+
+    rescue_delta: float = 0.1
+    """Pseudo-reward magnitude delta of the rescue. Default 0.1 [code ``care.rescue.delta``]."""
+
+    refl_scale: Optional[float] = None
+    """s_refl: scale of an RGR row that still fails. ``None`` means ``s/2`` [code ``rgr.s_refl: null``]."""
+
+    gamma_pos: float = 0.005
+    """Weight of think tokens of correct rollouts in region weighting (answer tokens weigh 1, think tokens of
+    failures 0). Default 0.005 [code ``care.gamma_pos``]."""
+
+    token_weighting: str = "region"
+    """``"region"`` (region-weighted token advantages, divided by the row's weight sum) or ``"uniform"`` (the
+    sequence advantage broadcast to every response token, as GRPO). Default ``"region"``
+    [code ``region_weighted``]."""
+
+    anchor: str = "shortest"
+    """Anchor rule: ``"shortest"`` (fewest think tokens, ties: fewer answer tokens, then lower row index) or
+    ``"random"`` (a uniformly random correct rollout; the paper's ablation). Default ``"shortest"`` [paper]."""
+
+    seed: int = 0
+    """Seed for ``anchor="random"`` (combined with the step so each step draws anew). Default 0 [ours]."""
+
+    similarity: str = "auto"
+    """Which rationale embedding selects hard negatives: ``"hidden"`` (policy last-layer hidden states mean-pooled
+    over ``<think>`` tokens, the paper's choice; needs the embedding worker extension), ``"ngram"`` (hashed token
+    n-gram profile of the ``<think>`` span; available everywhere, also at rollout time for RGR), or ``"auto"``
+    (hidden states when the batch carries them, else n-grams with one warning). Default ``"auto"`` [ours]."""
+
+    ngram_n: int = 3
+    """n of the token n-gram similarity fallback. Default 3 [ours]."""
+
+    ngram_dim: int = 512
+    """Hash buckets of the n-gram profile. Default 512 [ours]."""
+
+    def __post_init__(self) -> None:
+        if int(self.K) < 1:
+            raise ValueError(f"care.K must be >= 1, got {self.K}")
+        if int(self.M) < 1:
+            raise ValueError(f"care.M must be >= 1, got {self.M}")
+        self.K, self.M = int(self.K), int(self.M)
+        if self.M < self.K:
+            raise ValueError(f"care.M ({self.M}) must be >= care.K ({self.K}): the pool must hold K negatives")
+        for name in ("s", "eps", "rescue_delta", "gamma_pos"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"care.{name} must be a finite number >= 0, got {getattr(self, name)}")
+            setattr(self, name, value)
+        if self.eps <= 0:
+            raise ValueError(f"care.eps must be > 0, got {self.eps}")
+        if self.refl_scale is not None:
+            self.refl_scale = float(self.refl_scale)
+            if not math.isfinite(self.refl_scale) or self.refl_scale < 0:
+                raise ValueError(f"care.refl_scale must be null or >= 0, got {self.refl_scale}")
+        for name, allowed in (
+            ("rescue", RESCUE_MODES),
+            ("token_weighting", TOKEN_WEIGHTINGS),
+            ("anchor", ANCHOR_RULES),
+            ("similarity", SIMILARITIES),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) and name == "rescue":  # `rescue: false` in YAML
+                value = "faithful" if value else "off"
+                self.rescue = value
+            if value not in allowed:
+                raise ValueError(f"care.{name}={value!r} is not one of {allowed}")
+        if self.ngram_n < 1 or self.ngram_dim < 8:
+            raise ValueError("care.ngram_n must be >= 1 and care.ngram_dim >= 8")
+
+    @property
+    def s_refl(self) -> float:
+        """Scale of a failed RGR row: ``refl_scale`` or ``s/2``."""
+        return self.s / 2.0 if self.refl_scale is None else self.refl_scale
+
+    @classmethod
+    def from_omegaconf(cls, node: Any) -> "CareConfig":
+        """Build from ``config.algorithm.care`` (DictConfig, dict or None → defaults)."""
+        return _build(cls, node, "algorithm.care")
+
+
+@dataclass
+class RgrConfig:
+    """Reflection-Guided Resampling (``algorithm.rgr`` in the verl config)."""
+
+    enable: bool = False
+    """Run RGR during training rollouts. Default off in a stock config; the recipe's ``care_trainer.yaml`` turns
+    it on as the authors' script does [code ``rgr.enable``]."""
+
+    temperature: float = 0.6
+    """Sampling temperature of the repair generation. Default 0.6 [code ``rgr.sampling``]."""
+
+    top_p: float = 0.95
+    """top-p of the repair generation. Default 0.95 [code]."""
+
+    max_tokens: int = 512
+    """Maximum new tokens of the repair (the new answer). Default 512 [code]."""
+
+    max_cue_tokens: int = 64
+    """The cue is truncated to this many tokens. Default 64 [code ``max_critique_tokens``]."""
+
+    cue: str = "\n<repair>\n- Mistake:\n- Fix:\n- Corrected final answer:\n</repair>\n"
+    """The structured repair cue inserted just before ``</think>`` [code, template ``structured``]."""
+
+    extra: dict = field(default_factory=dict)
+    """Free-form options for experiments (ignored by the defaults)."""
+
+    @classmethod
+    def from_omegaconf(cls, node: Any) -> "RgrConfig":
+        return _build(cls, node, "algorithm.rgr")

@@ -1,0 +1,226 @@
+"""The ``care`` advantage estimator as verl 0.9.1 calls it (verl glue; the math lives in ``recipe_care.advantage``).
+
+verl's ``compute_advantage`` passes a custom estimator only ``token_level_rewards, response_mask, index, config``.
+``recipe_care.patches`` adds ``batch``, ``non_tensor_batch`` and ``meta_info`` for ``adv_estimator == "care"``
+(legacy trainer), so CARE reads everything else from the batch:
+
+| input                 | source in the batch                                  | fallback (one warning naming the fix)       |
+|-----------------------|------------------------------------------------------|---------------------------------------------|
+| correctness ``acc``   | ``non_tensor_batch["acc"]`` (reward dict key)         | ``reward >= 1`` (return ``acc`` instead)    |
+| reward of the z-score | ``token_level_rewards.sum(-1)``                      | —                                           |
+| think/answer spans    | ``responses`` decoded with the trainer's tokenizer    | whole response (no tokenizer reachable)     |
+| rationale embeddings  | ``batch["care_embeddings"]`` (policy hidden states)  | hashed token n-grams of the think span      |
+| rescue log-probs      | ``old_log_probs`` (else ``rollout_log_probs``)        | first row of the group                      |
+| RGR flags             | ``non_tensor_batch["rgr_row"/"rgr_failed"]``          | no RGR rows                                 |
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from recipe_care.advantage import (
+    ROLE_ANCHOR,
+    ROLE_HARD_NEGATIVE,
+    care_sequence_advantages,
+    region_token_advantages,
+    uniform_token_advantages,
+)
+from recipe_care.config import CareConfig
+from recipe_care.similarity import ngram_embeddings
+from recipe_care.spans import TagSpanParser
+
+logger = logging.getLogger("recipe_care")
+
+EMBEDDING_KEY = "care_embeddings"
+
+
+@dataclass
+class _Runtime:
+    """Process-local state of the TaskRunner: the trainer's tokenizer (recorded by ``recipe_care.patches``), the
+    span parser built from it, warnings already given, and the last step's CARE metrics."""
+
+    tokenizer: Any = None
+    parser: Optional[TagSpanParser] = None
+    warned: set = field(default_factory=set)
+    last_metrics: dict = field(default_factory=dict)
+
+    def span_parser(self) -> Optional[TagSpanParser]:
+        if self.parser is None and self.tokenizer is not None:
+            self.parser = TagSpanParser(self.tokenizer)
+        return self.parser
+
+    def warn_once(self, key: str, message: str) -> None:
+        if key not in self.warned:
+            self.warned.add(key)
+            logger.warning("CARE: %s", message)
+
+
+RUNTIME = _Runtime()
+
+
+def set_tokenizer(tokenizer: Any) -> None:
+    """Record the tokenizer used to find think/answer spans (called from the trainer's ``__init__``)."""
+    if tokenizer is not RUNTIME.tokenizer:
+        RUNTIME.tokenizer = tokenizer
+        RUNTIME.parser = None
+
+
+def _care_node(config: Any) -> Any:
+    if config is None:
+        return None
+    getter = getattr(config, "get", None)
+    return getter("care", None) if getter is not None else getattr(config, "care", None)
+
+
+def _float_column(values: Any, n: int, name: str) -> torch.Tensor:
+    try:
+        arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"CARE: non_tensor_batch[{name!r}] must hold numbers, got {values[:3]!r}…") from err
+    if arr.size != n:
+        raise ValueError(f"CARE: non_tensor_batch[{name!r}] has {arr.size} entries for {n} rows")
+    return torch.from_numpy(arr)
+
+
+def compute_care_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: Any = None,
+    config: Any = None,
+    batch: Any = None,
+    non_tensor_batch: Optional[dict] = None,
+    meta_info: Optional[dict] = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """verl estimator ``care``: returns ``(advantages, returns)``, both ``[bs, response_len]``."""
+    if batch is None or "responses" not in batch.keys():
+        raise RuntimeError(
+            "CARE needs the whole rollout batch (responses, acc, old log-probs), which only verl's legacy trainer "
+            "hands to it (through recipe_care's compute_advantage patch). Run with trainer.use_v1=False "
+            "(the recipe's care_trainer.yaml sets it)."
+        )
+    non_tensor_batch = non_tensor_batch or {}
+    meta_info = meta_info or {}
+    if index is None:
+        index = non_tensor_batch.get("uid")
+    if index is None:
+        raise ValueError("CARE: the batch has no 'uid' column to group rollouts of the same prompt")
+    cfg = CareConfig.from_omegaconf(_care_node(config))
+    n = token_level_rewards.shape[0]
+    rewards = token_level_rewards.sum(-1).to(torch.float64)
+
+    if "acc" in non_tensor_batch:
+        acc = _float_column(non_tensor_batch["acc"], n, "acc")
+    else:
+        RUNTIME.warn_once(
+            "acc",
+            "the batch has no 'acc' column, so a rollout counts as correct when its reward is >= 1. Return a dict "
+            "with an 'acc' key from the reward function (reward.custom_reward_function.path=pkg://reward_fns does).",
+        )
+        acc = (rewards >= 1.0 - 1e-6).to(torch.float64)
+
+    responses = batch["responses"]
+    resp_len = responses.shape[1]
+    if "attention_mask" in batch.keys():
+        valid = batch["attention_mask"][:, -resp_len:].to(torch.bool)
+    else:
+        valid = response_mask.to(torch.bool)
+    parser = RUNTIME.span_parser()
+    if parser is not None:
+        spans = parser.parse(responses, valid)
+        think_mask, answer_mask = spans.think_mask, spans.answer_mask
+        full_len = valid.sum(1)
+        think_len = torch.where(spans.has_think, spans.think_len, full_len)
+        answer_len = torch.where(spans.has_answer, spans.answer_len, full_len)
+    else:
+        RUNTIME.warn_once(
+            "spans",
+            "no tokenizer is known in this process, so <think>/<answer> spans cannot be found: the anchor uses the "
+            "response length and token weights cover the whole response. Launch through verl's RayPPOTrainer with "
+            "recipe_care installed (its patch records the trainer's tokenizer).",
+        )
+        think_mask = answer_mask = torch.zeros_like(valid)
+        think_len = answer_len = valid.sum(1)
+
+    embeddings = batch[EMBEDDING_KEY] if EMBEDDING_KEY in batch.keys() and cfg.similarity != "ngram" else None
+    if embeddings is None:
+        if cfg.similarity == "hidden":
+            raise RuntimeError(
+                f"CARE: algorithm.care.similarity=hidden but the batch has no '{EMBEDDING_KEY}'. Enable the "
+                "embedding worker extension or set algorithm.care.similarity=auto."
+            )
+        if cfg.similarity == "auto":
+            RUNTIME.warn_once(
+                "embeddings",
+                f"the batch carries no policy hidden-state embeddings ('{EMBEDDING_KEY}'); hard negatives are "
+                "chosen by hashed token n-gram similarity of the <think> spans instead.",
+            )
+        span = torch.where(think_mask.any(1, keepdim=True), think_mask, valid)
+        embeddings = ngram_embeddings(responses, span, n=cfg.ngram_n, dim=cfg.ngram_dim)
+
+    seq_logprob = None
+    for key in ("old_log_probs", "rollout_log_probs"):
+        if key in batch.keys():
+            seq_logprob = (batch[key].to(torch.float64) * response_mask.to(torch.float64)).sum(-1)
+            break
+    if seq_logprob is None and cfg.rescue != "off":
+        RUNTIME.warn_once("logprob", "no old_log_probs in the batch: the rescue pseudo-anchor is the group's first row.")
+
+    rgr_row = non_tensor_batch.get("rgr_row")
+    rgr_failed = non_tensor_batch.get("rgr_failed")
+    result = care_sequence_advantages(
+        acc=acc,
+        rewards=rewards,
+        group_ids=index,
+        think_len=think_len,
+        answer_len=answer_len,
+        embeddings=embeddings,
+        seq_logprob=seq_logprob,
+        config=cfg,
+        rgr_row=None if rgr_row is None else _float_column(rgr_row, n, "rgr_row"),
+        rgr_failed=None if rgr_failed is None else _float_column(rgr_failed, n, "rgr_failed"),
+        step=int(meta_info.get("global_steps", 0) or 0),
+    )
+    if cfg.token_weighting == "region":
+        adv = region_token_advantages(
+            seq_advantages=result.seq_advantages,
+            response_mask=response_mask,
+            think_mask=think_mask,
+            answer_mask=answer_mask,
+            acc=acc,
+            gamma_pos=cfg.gamma_pos,
+        )
+    else:
+        adv = uniform_token_advantages(seq_advantages=result.seq_advantages, response_mask=response_mask)
+    adv = adv.to(token_level_rewards.dtype)
+    RUNTIME.last_metrics = care_metrics(result, acc, think_len)
+    logger.info("CARE advantage: %s", {k: round(v, 4) for k, v in RUNTIME.last_metrics.items()})
+    return adv, adv
+
+
+def care_metrics(result: Any, acc: torch.Tensor, think_len: torch.Tensor) -> dict:
+    """Per-step diagnostics of the CARE selection (logged as ``care/*``)."""
+    role = result.role
+    groups = int(result.has_anchor.numel())
+    contrast = result.has_anchor & (result.k_prime > 0)
+    anchors = role == ROLE_ANCHOR
+    return {
+        "care/groups": float(groups),
+        "care/contrast_group_rate": float(contrast.float().mean()) if groups else 0.0,
+        "care/rescue_rate": float(result.rescued.float().mean()) if groups else 0.0,
+        "care/k_prime_mean": float(result.k_prime[contrast].float().mean()) if bool(contrast.any()) else 0.0,
+        "care/anchor_think_len_mean": float(think_len[anchors].float().mean()) if bool(anchors.any()) else 0.0,
+        "care/hard_negatives": float((role == ROLE_HARD_NEGATIVE).sum()),
+        "care/subgroup_rows_rate": float((role != 0).float().mean()) if role.numel() else 0.0,
+        "care/acc_mean": float(acc.float().mean()) if acc.numel() else 0.0,
+    }
+
+
+def pop_last_metrics() -> dict:
+    metrics, RUNTIME.last_metrics = RUNTIME.last_metrics, {}
+    return metrics

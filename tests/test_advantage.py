@@ -1,0 +1,279 @@
+"""CARE sequence and token advantages: worked values (care-algorithm.md §2.4–2.6) and edge cases."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from recipe_care.advantage import (
+    ROLE_ANCHOR,
+    ROLE_HARD_NEGATIVE,
+    ROLE_NONE,
+    ROLE_RESCUE_ANCHOR,
+    ROLE_RESCUE_NEGATIVE,
+    care_sequence_advantages,
+    region_token_advantages,
+    uniform_token_advantages,
+)
+from recipe_care.config import CareConfig
+
+
+def run(acc, *, rewards=None, groups=None, think=None, answer=None, emb=None, lp=None, rgr=None, rgr_failed=None, **cfg):
+    n = len(acc)
+    return care_sequence_advantages(
+        acc=acc,
+        rewards=acc if rewards is None else rewards,
+        group_ids=[0] * n if groups is None else groups,
+        think_len=list(range(1, n + 1)) if think is None else think,
+        answer_len=[1] * n if answer is None else answer,
+        embeddings=emb,
+        seq_logprob=lp,
+        config=CareConfig(**cfg),
+        rgr_row=rgr,
+        rgr_failed=rgr_failed,
+    )
+
+
+# care-algorithm.md §2.4 "Worked values" (binary reward, K = 4, s = 0.5)
+@pytest.mark.parametrize(
+    "acc,rgr,expected",
+    [
+        ([1, 0, 0, 0, 0], None, [2.0, -0.25, -0.25, -0.25, -0.25]),
+        ([1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [2.0, -0.125, -0.25, -0.25, -0.25]),
+        ([1, 1, 0, 0, 0], [0, 1, 0, 0, 0], [1.2247449, 1.2247449, -0.4082483, -0.4082483, -0.4082483]),
+        ([1, 0, 0, 0], None, [2.0, -1 / 3, -1 / 3, -1 / 3]),
+        ([1, 0, 0], None, [2.0, -0.5, -0.5]),
+        ([1, 0], None, [2.0, -1.0]),
+    ],
+)
+def test_worked_values_table(acc, rgr, expected):
+    res = run(acc, rgr=rgr)
+    assert torch.allclose(res.seq_advantages, torch.tensor(expected), atol=1e-5)
+
+
+def test_worked_value_without_equalization():
+    assert torch.allclose(run([1, 0], equalize=False).seq_advantages, torch.tensor([1.0, -0.5]), atol=1e-6)
+
+
+def test_roles_and_zero_outside_subgroup():
+    # 3 positives, 7 failures: anchor = shortest positive, 4 hard negatives, everything else 0
+    acc = [0, 1, 1, 0, 0, 1, 0, 0, 0, 0]
+    think = [5, 9, 3, 5, 5, 7, 5, 5, 5, 5]
+    res = run(acc, think=think)
+    role = res.role.tolist()
+    assert role[2] == ROLE_ANCHOR
+    assert sum(r == ROLE_HARD_NEGATIVE for r in role) == 4
+    assert role[1] == role[5] == ROLE_NONE
+    adv = res.seq_advantages
+    assert adv[2] == pytest.approx(2.0, abs=1e-5)
+    assert (adv[torch.tensor(role) == ROLE_NONE] == 0).all()
+    # without embeddings all distances tie: the pool is the M=6 lowest-index failures, diversity keeps row order
+    assert [i for i, r in enumerate(role) if r == ROLE_HARD_NEGATIVE] == [0, 3, 4, 6]
+
+
+def test_anchor_ties_shorter_answer_then_lower_row():
+    res = run([1, 1, 1, 0], think=[4, 4, 4, 9], answer=[3, 2, 2, 1])
+    assert res.role.tolist()[:3] == [ROLE_NONE, ROLE_ANCHOR, ROLE_NONE]
+
+
+def test_positive_means_acc_one_not_reward_positive():
+    # formatted-but-wrong rollouts have reward 0.1 > 0 but acc 0: they are failures, never anchors
+    acc = [0, 0, 1, 0]
+    rewards = [0.1, 0.1, 1.0, 0.0]
+    res = run(acc, rewards=rewards, think=[1, 1, 9, 1])
+    assert res.role.tolist() == [ROLE_HARD_NEGATIVE, ROLE_HARD_NEGATIVE, ROLE_ANCHOR, ROLE_HARD_NEGATIVE]
+    assert (res.seq_advantages[[0, 1, 3]] < 0).all() and res.seq_advantages[2] > 0
+
+
+def test_all_positive_group_gets_zero():
+    res = run([1, 1, 1, 1])
+    assert (res.seq_advantages == 0).all()
+    assert not res.rescued.any()
+
+
+def test_hard_negatives_are_nearest_then_diverse():
+    # anchor row 0; failures 1..7. Pool (M=6) = 6 nearest failures; first pick = nearest; then max-min diversity.
+    e = torch.zeros(8, 3)
+    e[0] = torch.tensor([1.0, 0.0, 0.0])  # anchor
+    e[1] = torch.tensor([1.0, 0.05, 0.0])  # nearest
+    e[2] = torch.tensor([1.0, 0.06, 0.0])  # near but redundant with 1
+    e[3] = torch.tensor([1.0, 0.0, 0.4])  # different direction
+    e[4] = torch.tensor([1.0, 0.0, -0.4])
+    e[5] = torch.tensor([1.0, 0.3, 0.0])
+    e[6] = torch.tensor([1.0, -0.3, 0.0])
+    e[7] = torch.tensor([-1.0, 0.0, 0.0])  # farthest: outside the pool
+    res = run([1, 0, 0, 0, 0, 0, 0, 0], emb=e, think=[1] * 8)
+    chosen = {i for i, r in enumerate(res.role.tolist()) if r == ROLE_HARD_NEGATIVE}
+    assert 1 in chosen and 7 not in chosen
+    assert 2 not in chosen  # redundant with the nearest one
+    assert len(chosen) == 4
+    # M=K keeps the K nearest (pure "closest to the anchor")
+    res = run([1, 0, 0, 0, 0, 0, 0, 0], emb=e, think=[1] * 8, M=4)
+    near = {i for i, r in enumerate(res.role.tolist()) if r == ROLE_HARD_NEGATIVE}
+    assert near == {1, 2, 5, 6}
+
+
+def test_groups_need_not_be_contiguous_and_sizes_may_differ():
+    # group "a": rows 0,2,4 ; group "b": rows 1,3 ; group "c": rows 5..9 (all fail → rescue)
+    groups = np.array(["a", "b", "a", "b", "a", "c", "c", "c", "c", "c"], dtype=object)
+    acc = [1, 0, 0, 1, 0, 0, 0, 0, 0, 0]
+    res = run(acc, groups=groups, think=[1] * 10)
+    adv = res.seq_advantages
+    ref_a = run([1, 0, 0], think=[1] * 3).seq_advantages
+    ref_b = run([0, 1], think=[1] * 2).seq_advantages
+    ref_c = run([0] * 5, think=[1] * 5).seq_advantages
+    assert torch.allclose(adv[[0, 2, 4]], ref_a)
+    assert torch.allclose(adv[[1, 3]], ref_b)
+    assert torch.allclose(adv[5:], ref_c)
+
+
+def test_rescue_faithful_and_small():
+    lp = [-9.0, -3.0, -7.0, -8.0, -6.0, -5.0]
+    res = run([0] * 6, lp=lp, think=[1] * 6)
+    role = res.role.tolist()
+    assert role[1] == ROLE_RESCUE_ANCHOR  # highest summed old log-prob
+    assert sum(r == ROLE_RESCUE_NEGATIVE for r in role) == 4  # k = min(K, G-1)
+    adv = res.seq_advantages
+    assert adv[1] == pytest.approx(2.0, abs=1e-4)  # delta cancels under the z-score
+    assert torch.allclose(adv[torch.tensor(role) == ROLE_RESCUE_NEGATIVE], torch.tensor(-0.25), atol=1e-4)
+    small = run([0] * 6, lp=lp, think=[1] * 6, rescue="small", rescue_delta=0.1).seq_advantages
+    assert small[1] == pytest.approx(0.1, abs=1e-6)
+    assert torch.allclose(small[torch.tensor(role) == ROLE_RESCUE_NEGATIVE], torch.tensor(-0.5 * 0.1 / 4), atol=1e-7)
+    off = run([0] * 6, lp=lp, rescue="off").seq_advantages
+    assert (off == 0).all()
+
+
+def test_rescue_small_group_uses_g_minus_one_and_equalizes():
+    res = run([0, 0, 0], lp=[-1.0, -2.0, -3.0], think=[1] * 3)
+    assert res.role.tolist() == [ROLE_RESCUE_ANCHOR, ROLE_RESCUE_NEGATIVE, ROLE_RESCUE_NEGATIVE]
+    k = 2
+    z_p, z_n = math.sqrt(k), 1 / math.sqrt(k)  # z-scores of (+d, -d/k, -d/k)
+    eq = math.sqrt(4 / k)
+    assert torch.allclose(res.seq_advantages, torch.tensor([z_p * eq, -0.5 * z_n * eq, -0.5 * z_n * eq]), atol=1e-4)
+
+
+def test_rescue_negatives_are_farthest_first():
+    e = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0], [0.7, 0.7], [1.0, 0.01]])
+    res = run([0] * 6, lp=[0.0, -1, -1, -1, -1, -1], emb=e, K=2, M=2)
+    chosen = [i for i, r in enumerate(res.role.tolist()) if r == ROLE_RESCUE_NEGATIVE]
+    # farthest from the pseudo-anchor (row 0) is row 3; then the one farthest from {0, 3} is row 2
+    assert chosen == [2, 3]
+
+
+def test_single_rollout_group_is_skipped():
+    res = run([0], lp=[-1.0])
+    assert res.seq_advantages.tolist() == [0.0] and not res.rescued.any()
+
+
+def test_rgr_row_always_joins_subgroup():
+    # 8 failures far from the anchor would fill the pool, but the RGR row (last) must be a member
+    e = torch.zeros(9, 2)
+    e[0] = torch.tensor([1.0, 0.0])
+    e[1:8] = torch.tensor([1.0, 0.01])
+    e[8] = torch.tensor([-1.0, 0.0])  # the repaired row is far in embedding space
+    rgr = [0] * 8 + [1]
+    res = run([1] + [0] * 8, emb=e, rgr=rgr, think=[1] * 9)
+    assert res.role[8] == ROLE_HARD_NEGATIVE
+    assert res.seq_advantages[8] == pytest.approx(-0.125, abs=1e-5)  # failed repair → s_refl = s/2
+    passed = run([1] + [0] * 7 + [1], emb=e, rgr=rgr, think=[1] * 8 + [0])
+    assert passed.role[0] == ROLE_ANCHOR  # a repaired row is not the anchor while an original positive exists
+    assert passed.role[8] == ROLE_HARD_NEGATIVE and passed.seq_advantages[8] > 0
+    assert passed.seq_advantages[8].item() == pytest.approx(passed.seq_advantages[0].item(), abs=1e-6)
+
+
+def test_refl_scale_override():
+    res = run([1, 0, 0, 0, 0], rgr=[0, 1, 0, 0, 0], refl_scale=0.05)
+    assert res.seq_advantages[1] == pytest.approx(-0.05 * 0.5, abs=1e-6)
+
+
+def test_random_anchor_is_a_positive_and_seeded():
+    acc = [1, 1, 1, 1, 0, 0]
+    picks = {int(torch.nonzero(run(acc, anchor="random", seed=s).role == ROLE_ANCHOR)) for s in range(20)}
+    assert picks <= {0, 1, 2, 3} and len(picks) > 1
+    a = run(acc, anchor="random", seed=7).role
+    b = run(acc, anchor="random", seed=7).role
+    assert torch.equal(a, b)
+
+
+def test_nan_reward_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"rewards is not finite .*row 1 \(group g\)"):
+        run([1, 0], rewards=[1.0, float("nan")], groups=np.array(["g", "g"], dtype=object))
+
+
+def test_length_mismatch_is_a_clear_error():
+    with pytest.raises(ValueError, match="think_len has 2 entries but there are 3 rows"):
+        run([1, 0, 0], think=[1, 2])
+
+
+def test_config_validation_and_omegaconf():
+    from omegaconf import OmegaConf
+
+    cfg = CareConfig.from_omegaconf(OmegaConf.create({"K": 2, "M": 3, "token_weighting": "region_weighted"}))
+    assert (cfg.K, cfg.M, cfg.token_weighting, cfg.s_refl) == (2, 3, "region", 0.25)
+    assert CareConfig.from_omegaconf(None) == CareConfig()
+    with pytest.raises(ValueError, match="unknown key"):
+        CareConfig.from_omegaconf({"KK": 3})
+    with pytest.raises(ValueError, match="rescue"):
+        CareConfig(rescue="sometimes")
+    with pytest.raises(ValueError, match="must be >= care.K"):
+        CareConfig(K=5, M=4)
+
+
+# ---------------------------------------------------------------------------------------------- token advantages
+
+
+def _masks():
+    # row 0: think t1..t3, answer t5..t6 ; row 1: no spans ; row 2: answer only
+    resp = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0, 0, 0]])
+    think = torch.zeros_like(resp)
+    answer = torch.zeros_like(resp)
+    think[0, 1:4] = 1
+    answer[0, 5:7] = 1
+    answer[2, 2:4] = 1
+    return resp, think, answer
+
+
+def test_region_weights_positive_row():
+    resp, think, answer = _masks()
+    adv = region_token_advantages(
+        seq_advantages=torch.tensor([2.0, 0.0, 0.0]), response_mask=resp, think_mask=think, answer_mask=answer,
+        acc=[1, 0, 0], gamma_pos=0.005,
+    )
+    w_sum = 2 + 0.005 * 3
+    assert adv[0, 5].item() == pytest.approx(2.0 / w_sum)
+    assert adv[0, 1].item() == pytest.approx(2.0 * 0.005 / w_sum)
+    assert adv[0, 0].item() == 0 and adv[0, 4].item() == 0 and adv[0, 7].item() == 0  # tags/gaps/pad
+    assert adv[0].sum().item() == pytest.approx(2.0, rel=1e-5)
+
+
+def test_region_weights_failure_masks_think_and_fallbacks():
+    resp, think, answer = _masks()
+    adv = region_token_advantages(
+        seq_advantages=torch.tensor([-0.5, -0.25, -1.0]), response_mask=resp, think_mask=think, answer_mask=answer,
+        acc=[0, 0, 0], gamma_pos=0.005,
+    )
+    assert (adv[0, 1:4] == 0).all()  # failing rationale tokens are masked out
+    assert adv[0, 5].item() == pytest.approx(-0.25)
+    # no answer span → the whole response is the answer region
+    assert torch.allclose(adv[1, :4], torch.full((4,), -0.25 / 4)) and (adv[1, 4:] == 0).all()
+    assert torch.allclose(adv[2], torch.tensor([0, 0, -0.5, -0.5, 0, 0, 0, 0.0]))
+    assert torch.allclose(adv.sum(1), torch.tensor([-0.5, -0.25, -1.0]))
+
+
+def test_region_weights_positive_without_think_span_use_whole_response():
+    resp, think, answer = _masks()
+    adv = region_token_advantages(
+        seq_advantages=torch.tensor([0.0, 0.0, 1.0]), response_mask=resp, think_mask=think, answer_mask=answer,
+        acc=[0, 0, 1], gamma_pos=0.1,
+    )
+    w_sum = 2 + 0.1 * 5
+    assert adv[2, 0].item() == pytest.approx(0.1 / w_sum)
+    assert adv[2, 2].item() == pytest.approx(1.1 / w_sum)
+    assert adv[2].sum().item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_uniform_weights_broadcast():
+    resp, _, _ = _masks()
+    adv = uniform_token_advantages(seq_advantages=torch.tensor([1.0, -2.0, 0.5]), response_mask=resp)
+    assert torch.equal(adv, torch.tensor([1.0, -2.0, 0.5]).unsqueeze(1) * resp.float())
