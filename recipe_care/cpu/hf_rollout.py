@@ -1,0 +1,332 @@
+"""An HF-``generate`` rollout backend named ``hfcpu`` for verl 0.9.1's server-based rollout (CPU tests only).
+
+verl 0.9.1 talks to rollout engines only through three pieces, all of which are provided here:
+
+* :class:`HFCPUServer`: a Ray actor that owns a copy of the model and answers the token-in/token-out
+  ``generate(prompt_ids=, sampling_params=, image_data=, ...) -> TokenOutput`` call of the agent loop, plus the control
+  calls of a replica (``sleep``, ``wake_up``, ``abort_all_requests`` … all trivially satisfied on a CPU);
+* :class:`HFCPUReplica` (a ``RolloutReplica``): launches one such server per replica for ``LLMServerManager``;
+* :class:`HFCPUServerAdapter` (a ``BaseRollout``): lives inside the FSDP actor worker and pushes the trained weights
+  to the server (checkpoint-engine backend ``naive``).
+
+They are registered through verl's two rollout registries (``_ROLLOUT_REGISTRY`` and ``RolloutReplicaRegistry``) and
+selected with ``actor_rollout_ref.rollout.name=hfcpu``.
+
+A random tiny model would happily sample ``<|image_pad|>`` and friends, which breaks verl's M-RoPE position ids over
+prompt+response; the server therefore suppresses every special token except EOS (and any id past the tokenizer).
+Log-probabilities are computed from the raw logits divided by the temperature (what the actor recomputes), not from
+the processed sampling scores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any, Generator, Optional
+
+import ray
+import torch
+
+from verl.workers.rollout.base import BaseRollout
+from verl.workers.rollout.replica import RolloutReplica, TokenOutput
+
+logger = logging.getLogger(__name__)
+
+ROLLOUT_NAME = "hfcpu"
+
+
+def server_actor_name(replica_rank: int) -> str:
+    return f"{ROLLOUT_NAME}_server_{replica_rank}_0"
+
+
+def _eos_ids(tokenizer, generation_config) -> set[int]:
+    ids = set()
+    for source in (getattr(generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if source is None:
+            continue
+        ids.update([source] if isinstance(source, int) else list(source))
+    return ids
+
+
+def suppressed_token_ids(tokenizer, vocab_size: int, eos_ids: set[int]) -> list[int]:
+    """Every special id except EOS, plus ids the tokenizer cannot decode (``len(tokenizer) .. vocab_size-1``)."""
+    special = set(tokenizer.all_special_ids)
+    suppressed = {i for i in special if i not in eos_ids and i < vocab_size}
+    suppressed.update(range(len(tokenizer), vocab_size))
+    return sorted(suppressed)
+
+
+def _mm_token_type_ids(input_ids: torch.Tensor, image_token_id: Optional[int], video_token_id: Optional[int]):
+    types = torch.zeros_like(input_ids, dtype=torch.int32)
+    if image_token_id is not None:
+        types[input_ids == image_token_id] = 1
+    if video_token_id is not None:
+        types[input_ids == video_token_id] = 2
+    return types
+
+
+class HFCPUServer:
+    """Ray actor serving ``generate`` with ``transformers`` on the CPU, one request at a time."""
+
+    def __init__(self, config, model_config, replica_rank: int = 0):
+        from transformers import GenerationConfig
+
+        from verl.utils.config import omega_conf_to_dataclass
+        from verl.utils.model import convert_weight_keys, get_hf_auto_model_class
+        from verl.workers.config import HFModelConfig
+
+        self.config = omega_conf_to_dataclass(config)
+        self.model_config = omega_conf_to_dataclass(model_config, dataclass_type=HFModelConfig)
+        self.replica_rank = replica_rank
+        self.global_steps: Optional[int] = None
+        self.tokenizer = self.model_config.tokenizer
+        self.processor = self.model_config.processor
+        hf_config = self.model_config.hf_config
+
+        auto_cls = get_hf_auto_model_class(hf_config)
+        self.model = auto_cls.from_pretrained(
+            self.model_config.local_path, dtype=torch.float32, attn_implementation="eager"
+        ).eval()
+        self.model.requires_grad_(False)
+
+        # Actor-side (HF checkpoint) parameter names -> this model's state_dict keys.
+        own = self.model.state_dict()
+        self._key_map = {converted: key for key, converted in zip(own, convert_weight_keys(dict(own), self.model))}
+
+        vocab_size = self.model.get_output_embeddings().weight.shape[0]
+        base_generation = getattr(self.model, "generation_config", None) or GenerationConfig()
+        self.eos_ids = _eos_ids(self.tokenizer, base_generation)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self.suppress_ids = suppressed_token_ids(self.tokenizer, vocab_size, self.eos_ids)
+        self.image_token_id = getattr(hf_config, "image_token_id", None)
+        self.video_token_id = getattr(hf_config, "video_token_id", None)
+        self._lock = asyncio.Lock()
+        self.last_update: dict[str, Any] = {}
+        print(
+            f"[hfcpu] server {server_actor_name(replica_rank)} ready: {type(self.model).__name__}, "
+            f"vocab {vocab_size}, {len(self.suppress_ids)} suppressed ids, eos {sorted(self.eos_ids)}",
+            flush=True,
+        )
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # token-in/token-out generation
+    # ----------------------------------------------------------------------------------------------------------------
+
+    def _max_new_tokens(self, sampling_params: dict[str, Any], prompt_len: int) -> int:
+        budget = self.config.prompt_length + self.config.response_length - prompt_len
+        default = min(self.config.response_length, budget)
+        requested = sampling_params.get("max_tokens", sampling_params.get("max_new_tokens", default))
+        return max(1, min(int(requested), max(budget, 1)))
+
+    @torch.no_grad()
+    def _generate_sync(self, prompt_ids, sampling_params, image_data) -> tuple[list[int], list[float]]:
+        from transformers import GenerationConfig
+
+        input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long)
+        inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+        if image_data:
+            if self.processor is None:
+                raise ValueError("hfcpu: images given but the model has no processor")
+            vision = self.processor.image_processor(images=list(image_data), return_tensors="pt")
+            inputs["pixel_values"] = vision["pixel_values"]
+            inputs["image_grid_thw"] = vision["image_grid_thw"]
+            inputs["mm_token_type_ids"] = _mm_token_type_ids(input_ids, self.image_token_id, self.video_token_id)
+
+        temperature = float(sampling_params.get("temperature", 1.0) or 0.0)
+        greedy = temperature <= 0.0
+        top_k = int(sampling_params.get("top_k", -1) or -1)
+        generation_config = GenerationConfig(
+            max_new_tokens=self._max_new_tokens(sampling_params, len(prompt_ids)),
+            do_sample=not greedy,
+            temperature=None if greedy else temperature,
+            top_p=None if greedy else float(sampling_params.get("top_p", 1.0)),
+            top_k=None if greedy or top_k <= 0 else top_k,
+            repetition_penalty=float(sampling_params.get("repetition_penalty", 1.0)),
+            suppress_tokens=self.suppress_ids or None,
+            eos_token_id=sorted(self.eos_ids),
+            pad_token_id=self.pad_id,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+        out = self.model.generate(**inputs, generation_config=generation_config)
+        new_ids = out.sequences[0, input_ids.shape[1] :].tolist()
+        for i, tok in enumerate(new_ids):  # cut after the first EOS (kept, as vLLM does)
+            if tok in self.eos_ids:
+                new_ids = new_ids[: i + 1]
+                break
+        scale = 1.0 if greedy else temperature
+        log_probs = [
+            torch.log_softmax(out.logits[i][0].float() / scale, dim=-1)[tok].item() for i, tok in enumerate(new_ids)
+        ]
+        return new_ids, log_probs
+
+    async def generate(
+        self,
+        prompt_ids: list[int],
+        sampling_params: dict[str, Any],
+        request_id: str,
+        image_data: Optional[list[Any]] = None,
+        video_data: Optional[list[Any]] = None,
+        audio_data: Optional[list[Any]] = None,
+        mm_processor_kwargs: Optional[dict[str, Any]] = None,
+        priority: int = 0,
+        **kwargs: Any,
+    ) -> TokenOutput:
+        if video_data or audio_data:
+            raise NotImplementedError("hfcpu rollout supports text and images only")
+        sampling_params = dict(sampling_params)
+        async with self._lock:
+            token_ids, log_probs = await asyncio.to_thread(self._generate_sync, prompt_ids, sampling_params, image_data)
+        return TokenOutput(
+            token_ids=token_ids,
+            log_probs=log_probs if sampling_params.get("logprobs") else None,
+            stop_reason="completed",
+            num_preempted=0,
+            extra_fields={"global_steps": self.global_steps},
+        )
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # weight sync
+    # ----------------------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    async def update_weights(self, named_tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Copy the actor's full tensors (HF checkpoint names) into the served model; fail on unknown names."""
+        unknown = sorted(set(named_tensors) - set(self._key_map))
+        if unknown:
+            raise KeyError(f"hfcpu update_weights: {len(unknown)} unknown parameter names, e.g. {unknown[:3]}")
+        async with self._lock:
+            own = self.model.state_dict()
+            max_delta = 0.0
+            for name, tensor in named_tensors.items():
+                target = own[self._key_map[name]]
+                source = tensor.to(dtype=target.dtype)
+                max_delta = max(max_delta, (target - source).abs().max().item() if target.numel() else 0.0)
+                target.copy_(source)
+        self.last_update = {"tensors": len(named_tensors), "of": len(self._key_map), "max_abs_delta": max_delta}
+        print(
+            f"[hfcpu] update_weights: {len(named_tensors)}/{len(self._key_map)} tensors, "
+            f"max_abs_delta={max_delta:.6g}",
+            flush=True,
+        )
+        return self.last_update
+
+    async def get_last_update(self) -> dict[str, Any]:
+        return dict(self.last_update)
+
+    async def set_global_steps(self, global_steps: int):
+        self.global_steps = global_steps
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # replica control calls: nothing to free or resume on a CPU
+    # ----------------------------------------------------------------------------------------------------------------
+
+    async def ready(self) -> bool:
+        return True
+
+    async def wake_up(self, tags: Optional[list[str]] = None):
+        return None
+
+    async def sleep(self):
+        return None
+
+    async def clear_kv_cache(self):
+        return None
+
+    async def release_kv_cache(self):
+        return None
+
+    async def resume_kv_cache(self):
+        return None
+
+    async def wait_for_requests_to_drain(self):
+        async with self._lock:
+            return None
+
+    async def abort_all_requests(self, reset_prefix_cache: bool = True, reject_request: bool = False):
+        return {"aborted_count": 0, "request_ids": []}
+
+    async def abort_request(self, request_id: str, reset_prefix_cache: bool = True):
+        return {"aborted": False, "request_id": request_id}
+
+    async def resume_generation(self):
+        return None
+
+    async def start_profile(self, **kwargs):
+        return None
+
+    async def stop_profile(self):
+        return None
+
+
+class HFCPUReplica(RolloutReplica):
+    """One :class:`HFCPUServer` per replica; tensor/data/pipeline parallel sizes must be 1."""
+
+    async def launch_servers(self):
+        if self.world_size != 1:
+            raise ValueError(f"hfcpu rollout needs tp=dp=pp=1 (world size 1), got {self.world_size}")
+        name = server_actor_name(self.replica_rank)
+        server = (
+            ray.remote(HFCPUServer)
+            .options(name=name, num_cpus=0, max_concurrency=self.max_concurrency)
+            .remote(config=self.config, model_config=self.model_config, replica_rank=self.replica_rank)
+        )
+        await server.ready.remote()
+        self.servers = [server]
+        self._server_handle = server
+        self._server_address = f"{ROLLOUT_NAME}://{name}"
+
+
+class HFCPUServerAdapter(BaseRollout):
+    """Inside the trainer worker: pushes the trained weights to this rank's :class:`HFCPUServer`."""
+
+    def __init__(self, config, model_config, device_mesh, replica_rank: int = -1):
+        super().__init__(config, model_config, device_mesh)
+        rank = int(os.environ.get("RANK", 0))
+        self.replica_rank = rank if replica_rank == -1 else replica_rank  # rollout world size is 1
+        self._server = None
+
+    def _server_handle(self):
+        if self._server is None:
+            self._server = ray.get_actor(server_actor_name(self.replica_rank))
+        return self._server
+
+    async def resume(self, tags: list[str]):
+        return None
+
+    async def release(self):
+        return None
+
+    @torch.no_grad()
+    async def update_weights(
+        self,
+        weights: Generator[tuple[str, torch.Tensor], None, None],
+        wire_format: str = "named_tensors",
+        global_steps: Optional[int] = None,
+        **kwargs,
+    ):
+        if wire_format != "named_tensors":
+            raise NotImplementedError(f"hfcpu rollout takes full named tensors, got wire_format={wire_format!r}")
+        named = {}
+        for name, tensor in weights:
+            if hasattr(tensor, "full_tensor"):
+                tensor = tensor.full_tensor()
+            named[name] = tensor.detach().to("cpu").clone()
+        server = self._server_handle()
+        await server.update_weights.remote(named)
+        if global_steps is not None:
+            await server.set_global_steps.remote(global_steps)
+
+
+def register_hfcpu_rollout() -> None:
+    """Register ``hfcpu`` in verl's rollout registries (idempotent)."""
+    from verl.workers.rollout import base as rollout_base
+    from verl.workers.rollout.replica import RolloutReplicaRegistry
+
+    rollout_base._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = f"{__name__}.HFCPUServerAdapter"
+    RolloutReplicaRegistry.register(ROLLOUT_NAME, _load_replica)
+
+
+def _load_replica() -> type[RolloutReplica]:
+    return HFCPUReplica
