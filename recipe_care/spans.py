@@ -2,7 +2,8 @@
 
 Tags can merge with neighbouring text in BPE (``">\\n"`` is one token in Qwen's vocabulary), so spans are found
 in the decoded *bytes* and mapped back to tokens through a per-token byte-length table: a token belongs to a span
-when its bytes lie entirely inside it (tag bytes excluded). The byte table is exact for byte-level BPE tokenizers
+when its bytes overlap the span's content (the bytes between the tags); a token overlapping both spans counts as
+answer. Tokens made only of tag bytes belong to neither. The byte table is exact for byte-level BPE tokenizers
 (Qwen2/2.5/3, GPT-2 family) and approximate (single-token decode) for others.
 
 Span rules (care-algorithm.md §2.2, §3):
@@ -41,8 +42,7 @@ def find_byte_spans(data: bytes) -> tuple[int, int, int, int]:
     if i >= 0:
         ts = i + len(THINK_OPEN)
         j = data.find(THINK_CLOSE, ts)
-        te = j if j >= 0 else len(data)
-        after = te
+        te, after = (j, j + len(THINK_CLOSE)) if j >= 0 else (len(data), ts)
     k = data.find(ANSWER_OPEN, after)
     if k >= 0:
         as_ = k + len(ANSWER_OPEN)
@@ -114,8 +114,10 @@ class TagSpanParser:
             bounds[i] = torch.tensor(find_byte_spans(data))
         ts, te, as_, ae = bounds.unbind(1)
         real = valid & (nb > 0)
-        think = real & (starts >= ts.unsqueeze(1)) & (ends <= te.unsqueeze(1)) & (ts >= 0).unsqueeze(1)
-        answer = real & (starts >= as_.unsqueeze(1)) & (ends <= ae.unsqueeze(1)) & (as_ >= 0).unsqueeze(1)
+        # a token belongs to a span when it overlaps the span's content bytes (a token that merges the last
+        # answer character with "</answer>" still carries the answer); a token overlapping both goes to answer
+        answer = real & (starts < ae.unsqueeze(1)) & (ends > as_.unsqueeze(1)) & (as_ >= 0).unsqueeze(1)
+        think = real & (starts < te.unsqueeze(1)) & (ends > ts.unsqueeze(1)) & (ts >= 0).unsqueeze(1) & ~answer
         return Spans(
             think_mask=think,
             answer_mask=answer,

@@ -131,8 +131,10 @@ def compute_care_advantage(
     else:
         valid = response_mask.to(torch.bool)
     parser = RUNTIME.span_parser()
+    think_rate = 0.0
     if parser is not None:
         spans = parser.parse(responses, valid)
+        think_rate = float(spans.has_think.float().mean()) if n else 0.0
         think_mask, answer_mask = spans.think_mask, spans.answer_mask
         full_len = valid.sum(1)
         think_len = torch.where(spans.has_think, spans.think_len, full_len)
@@ -148,6 +150,7 @@ def compute_care_advantage(
         think_len = answer_len = valid.sum(1)
 
     embeddings = batch[EMBEDDING_KEY] if EMBEDDING_KEY in batch.keys() and cfg.similarity != "ngram" else None
+    hidden = embeddings is not None
     if embeddings is None:
         if cfg.similarity == "hidden":
             raise RuntimeError(
@@ -199,6 +202,13 @@ def compute_care_advantage(
         adv = uniform_token_advantages(seq_advantages=result.seq_advantages, response_mask=response_mask)
     adv = adv.to(token_level_rewards.dtype)
     RUNTIME.last_metrics = care_metrics(result, acc, think_len)
+    RUNTIME.last_metrics.update(
+        {
+            "care/spans_available": float(parser is not None),
+            "care/think_span_rate": think_rate,
+            "care/hidden_embeddings": float(hidden),
+        }
+    )
     logger.info("CARE advantage: %s", {k: round(v, 4) for k, v in RUNTIME.last_metrics.items()})
     return adv, adv
 

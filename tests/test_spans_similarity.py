@@ -1,0 +1,118 @@
+"""Think/answer token spans from token ids, and the hashed n-gram rationale similarity."""
+
+import pytest
+import torch
+
+from recipe_care.similarity import ngram_embeddings
+from recipe_care.spans import TagSpanParser, find_byte_spans
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    from recipe_care.testing.tiny_models import build_tiny_qwen2
+
+    return AutoTokenizer.from_pretrained(build_tiny_qwen2(tmp_path_factory.mktemp("tiny") / "qwen2"))
+
+
+@pytest.fixture(scope="module")
+def merging_tokenizer():
+    """A byte-level BPE without tag tokens, trained so that tags merge with neighbours (">\\n", "x<", …)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    words = ["ab", "cd", "ef", "gh", "ij", "x", "=", "reasoning", "unfinished", "∠ABC", "30°", "no", "tags"]
+    corpus = [
+        f"<think>\n{words[i % 13]}={i}</think>\n<answer>{i * 7}</answer>\n{words[(i * 5) % 13]}<think>{words[(i * 3) % 13]}"
+        for i in range(300)
+    ]
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+
+
+def encode_batch(tokenizer, texts, pad_to=64):
+    ids = torch.full((len(texts), pad_to), tokenizer.pad_token_id, dtype=torch.long)
+    valid = torch.zeros(len(texts), pad_to, dtype=torch.bool)
+    for i, t in enumerate(texts):
+        x = tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids[i, : len(x)] = torch.tensor(x)
+        valid[i, : len(x)] = True
+    return ids, valid
+
+
+def span_text(tokenizer, ids, mask):
+    return tokenizer.decode(ids[mask].tolist(), skip_special_tokens=True)
+
+
+def test_byte_spans_rules():
+    assert find_byte_spans(b"<think>ab</think><answer>c</answer>") == (7, 9, 25, 26)
+    assert find_byte_spans(b"no tags") == (-1, -1, -1, -1)
+    # missing </think>: the think span runs to <answer>
+    assert find_byte_spans(b"<think>ab<answer>c") == (7, 9, 17, 18)
+    # unclosed answer runs to the end; an <answer> inside the think span is ignored
+    assert find_byte_spans(b"<think>x <answer> y</think><answer>z") == (7, 19, 35, 36)
+
+
+@pytest.mark.parametrize("which", ["tiny", "merging"])
+def test_parser_finds_spans(which, tiny_tokenizer, merging_tokenizer):
+    tok = tiny_tokenizer if which == "tiny" else merging_tokenizer
+    texts = [
+        "<think>\nx=2</think>\n<answer>4</answer>\n",
+        "ab<think>cd</think>ef<answer>gh</answer>ij",
+        "no tags at all",
+        "<think>unfinished reasoning",
+        "<think>∠ABC = 30°</think><answer>30°</answer>",
+    ]
+    ids, valid = encode_batch(tok, texts)
+    spans = TagSpanParser(tok).parse(ids, valid)
+    assert spans.has_think.tolist() == [True, True, False, True, True]
+    assert spans.has_answer.tolist() == [True, True, False, False, True]
+    # a token counts when it overlaps the span's content: merged tag fragments may ride along, content never drops
+    for i, (think, answer) in enumerate([("\nx=2", "4"), ("cd", "gh"), (None, None), ("unfinished reasoning", None), ("∠ABC = 30°", "30°")]):
+        if think is not None:
+            got = span_text(tok, ids[i], spans.think_mask[i])
+            assert think in got and "<answer>" not in got, (which, i, got)
+        else:
+            assert not spans.think_mask[i].any()
+        if answer is not None:
+            got = span_text(tok, ids[i], spans.answer_mask[i])
+            assert answer in got and "<think>" not in got and (think is None or think not in got), (which, i, got)
+    assert not (spans.think_mask & spans.answer_mask).any()
+    assert not (spans.think_mask & ~valid).any()
+    assert torch.equal(spans.think_len, spans.think_mask.sum(1))
+
+
+def test_parser_with_context_tokens_and_truncated_utf8(tiny_tokenizer):
+    tok = tiny_tokenizer
+    ids, valid = encode_batch(tok, ["<think>a</think><answer>b</answer>"])
+    # a response cut inside a multi-byte character still maps bytes exactly (exact-bytes fallback)
+    euro = tok("€", add_special_tokens=False)["input_ids"]
+    cut = torch.tensor([tok("<think>ab", add_special_tokens=False)["input_ids"] + euro[:1]])
+    spans = TagSpanParser(tok).parse(cut, torch.ones_like(cut, dtype=torch.bool))
+    assert spans.has_think.item() and spans.think_len.item() >= 1
+    assert TagSpanParser(tok).parse(ids, valid).answer_len.item() >= 1
+
+
+def test_ngram_similarity_orders_by_shared_wording(tiny_tokenizer):
+    tok = tiny_tokenizer
+    texts = [
+        "the angle ABC is 30 so x is 4",
+        "the angle ABC is 30 so x is 5",  # near-duplicate
+        "area of the circle is 12 times pi",  # different wording
+    ]
+    ids, valid = encode_batch(tok, texts)
+    e = ngram_embeddings(ids, valid)
+    assert torch.allclose(e.norm(dim=1), torch.ones(3))
+    sim = e @ e.T
+    assert sim[0, 1] > sim[0, 2] + 0.3
+    # masked tokens do not count; an empty mask gives the zero vector
+    e2 = ngram_embeddings(ids, torch.zeros_like(valid))
+    assert (e2 == 0).all()
+    # rows shorter than n fall back to unigrams
+    short = ngram_embeddings(torch.tensor([[5, 6, 0]]), torch.tensor([[True, True, False]]), n=3)
+    assert short.norm().item() == pytest.approx(1.0)
