@@ -10,8 +10,10 @@
    or ``standard (10 options)/test-*.parquet``: files are picked by config folder and split prefix);
 5. a single ``.json`` / ``.jsonl`` file.
 
-HF-schema sources (hub, saved, parquet) yield image columns as undecoded ``{"bytes", "path"}`` structs
-(``IterableDataset.decode(False)``): the bytes are passed through without a decode/re-encode round trip. JSON
+HF-schema sources yield image columns as undecoded ``{"bytes", "path"}`` structs, so the bytes are passed through
+without a decode/re-encode round trip: the Hub through ``datasets.load_dataset(..., streaming=True).decode(False)``,
+local parquet through ``pyarrow.parquet.ParquetFile.iter_batches`` and saved datasets through Arrow-formatted
+batches of the memory-mapped table (both stream in batches of ``BATCH_ROWS``). JSON
 sources hold image *paths*, resolved against the image roots (``--image-root``, else the annotation file's folder
 and its parent; ``<root>/images/<path>`` is tried too).
 """
@@ -28,6 +30,7 @@ import datasets
 import pyarrow.parquet as pq
 
 
+BATCH_ROWS = 64  # records read per Arrow batch from local parquet / saved datasets
 KNOWN_SPLITS = ("train", "test", "testmini", "validation", "val", "dev")
 
 
@@ -103,13 +106,10 @@ def _open_saved(path: Path, spec: SourceSpec) -> Source:
         ds = obj[split]
     else:
         ds = obj
-    return Source(
-        "saved",
-        {"kind": "saved", "path": str(path), "split": split},
-        ds.to_iterable_dataset().decode(False),
-        len(ds),
-        [path],
-    )
+    # Arrow batches of the memory-mapped table: image structs stay undecoded, and no IterableDataset (which
+    # imports torch) is built.
+    records = (rec for table in ds.with_format("arrow").iter(batch_size=BATCH_ROWS) for rec in table.to_pylist())
+    return Source("saved", {"kind": "saved", "path": str(path), "split": split}, records, len(ds), [path])
 
 
 def _select_parquet(files: list[Path], root: Path, spec: SourceSpec) -> list[Path]:
@@ -140,15 +140,20 @@ def _select_parquet(files: list[Path], root: Path, spec: SourceSpec) -> list[Pat
     )
 
 
-def _open_parquet(files: list[Path], desc_path: Path) -> Source:
-    total = 0
+def _iter_parquet(files: list[Path]) -> Iterator[dict[str, Any]]:
     for f in files:
-        total += pq.ParquetFile(f).metadata.num_rows
-    ds = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train", streaming=True)
+        pf = pq.ParquetFile(f)
+        for batch in pf.iter_batches(batch_size=BATCH_ROWS):
+            yield from batch.to_pylist()
+
+
+def _open_parquet(files: list[Path], desc_path: Path) -> Source:
+    """Stream parquet files batch by batch with pyarrow (HF Image columns arrive as raw ``{bytes, path}`` structs)."""
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     return Source(
         "parquet",
         {"kind": "parquet", "path": str(desc_path), "files": [str(f) for f in files]},
-        ds.decode(False),
+        _iter_parquet(files),
         total,
         [desc_path if desc_path.is_dir() else desc_path.parent],
     )
