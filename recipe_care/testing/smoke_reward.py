@@ -6,7 +6,8 @@ not exercise the advantage estimator at all. This function instead decides ``acc
 response text (about half of the responses pass, deterministically for a given text), so most groups of ``rollout.n``
 responses have mixed rewards and the estimator produces non-zero advantages.
 
-It returns the same keys as ``reward_fns.compute_score`` (``score, acc, format, extracted, pred``) so the rest of the
+It returns the same keys and types as ``reward_fns.compute_score`` (``score, acc, format, extracted`` floats, ``pred``
+a string) so the rest of the
 pipeline (reward-extra-info columns, validation metrics, CARE's ``acc`` lookup) sees the same shapes. Select it with
 ``reward.custom_reward_function.path=pkg://recipe_care.testing.smoke_reward`` (``SMOKE_REWARD=hash`` in
 ``run_scripts/cpu_smoke.sh``). Never use it for training.
@@ -30,11 +31,11 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
     text = solution_str if isinstance(solution_str, str) else str(solution_str)
     acc = 1.0 if hash_pass(text) else 0.0
     found = _ANSWER.findall(text)
-    extracted = found[-1].strip() if found else ""
+    pred = found[-1].strip() if found else ""
     return {
         "score": acc,
         "acc": acc,
         "format": 1.0 if _FORMAT.fullmatch(text) else 0.0,
-        "extracted": extracted,
-        "pred": extracted,
+        "extracted": 1.0 if found else 0.0,
+        "pred": pred,
     }

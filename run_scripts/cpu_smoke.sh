@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The main job on a machine without a GPU: verl 0.9.1's real legacy trainer (`python -m verl.trainer.main_ppo
+# trainer.use_v1=False`) for 2 steps, with validation before and after, on a tiny random Qwen2.5-VL, through the
+# opt-in CPU backend (recipe_care/cpu: `cpu` platform, HF-generate `hfcpu` rollout, two small patches).
+# Plumbing only: the model is random and, by default, the reward is a hash of the response text.
+#
+#   ESTIMATOR      algorithm.adv_estimator (default: care; `ESTIMATOR=grpo` gives the baseline)
+#   SMOKE_REWARD   hash (default): recipe_care.testing.smoke_reward, a deterministic ~50% plumbing reward, so groups
+#                  have mixed rewards; verifier: the project's verifiers (pkg://reward_fns)
+#   SMOKE_TEXT_ONLY=1  tiny text-only Qwen2 and text prompts instead of Qwen2.5-VL with images
+#   SMOKE_BENCHMARK    benchmark whose fixture records data_prep converts into the rows (default: mathvision)
+#   CARE_SMOKE_DIR     output folder (default: <repo>/outputs/cpu_smoke); the run's metrics are written to
+#                      $CARE_SMOKE_DIR/<run>/metrics.jsonl and its console output to $CARE_SMOKE_DIR/<run>/console.log
+#   CARE_SHARED_DIR    the shared folder holding fixtures/benchmarks (default: <repo>/../shared)
+# Extra arguments are appended last as hydra overrides, e.g. `bash run_scripts/cpu_smoke.sh trainer.total_training_steps=1`.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+cd "$CARE_REPO"
+
+ESTIMATOR="${ESTIMATOR:-care}"
+SMOKE_REWARD="${SMOKE_REWARD:-hash}"
+SMOKE_TEXT_ONLY="${SMOKE_TEXT_ONLY:-0}"
+SMOKE_BENCHMARK="${SMOKE_BENCHMARK:-mathvision}"
+CARE_SHARED_DIR="${CARE_SHARED_DIR:-$CARE_REPO/../shared}"
+CARE_SMOKE_DIR="${CARE_SMOKE_DIR:-$CARE_REPO/outputs/cpu_smoke}"
+mkdir -p "$CARE_SMOKE_DIR"
+CARE_SMOKE_DIR="$(cd "$CARE_SMOKE_DIR" && pwd)"
+
+# The CPU backend in every process (driver, TaskRunner, Ray workers): through the plugin's switch, and directly as
+# an external module as well (idempotent), so it loads even if the plugin entry point is disabled or broken.
+export CARE_CPU_BACKEND=1 VERL_PLATFORM=cpu VERL_USE_EXTERNAL_MODULES=recipe_care.cpu
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false HYDRA_FULL_ERROR=1
+export RAY_DEDUP_LOGS=0 RAY_USAGE_STATS_ENABLED=0
+
+if [ "$SMOKE_TEXT_ONLY" = "1" ]; then
+  variant=text; model_dir="$CARE_SMOKE_DIR/tiny-qwen2"; text_flag=--text-only; image_key=none
+else
+  variant=vl; model_dir="$CARE_SMOKE_DIR/tiny-qwen25vl"; text_flag=; image_key=images
+fi
+run_dir="$CARE_SMOKE_DIR/${ESTIMATOR}-${variant}-${SMOKE_REWARD}"
+data_dir="$CARE_SMOKE_DIR/data-${SMOKE_BENCHMARK}-${variant}"
+mkdir -p "$run_dir"
+
+case "$SMOKE_REWARD" in
+  hash) reward_path=pkg://recipe_care.testing.smoke_reward ;;
+  verifier) reward_path=pkg://reward_fns ;;
+  *) echo "[cpu_smoke] SMOKE_REWARD must be hash or verifier, got '$SMOKE_REWARD'" >&2; exit 2 ;;
+esac
+
+t0=$(date +%s)
+# Tiny model (skipped when the folder is complete) and a few rows from the fixtures, in verl's RL-dataset schema.
+python -m recipe_care.testing.tiny_models --out "$model_dir" $text_flag >/dev/null
+if [ ! -f "$data_dir/train.parquet" ] || [ ! -f "$data_dir/val.parquet" ]; then
+  # The project's converter on the benchmark's fixture records, then 4 + 4 short rows with small images.
+  python -m "data_prep.$SMOKE_BENCHMARK" --local-path "$CARE_SHARED_DIR/fixtures/benchmarks/$SMOKE_BENCHMARK" \
+    --out "$data_dir/prepared" --quiet >/dev/null
+  prepared=$(ls "$data_dir"/prepared/*.parquet | head -n 1)
+  python -m recipe_care.testing.smoke_data --prepared "$prepared" --out "$data_dir" --train-rows 4 --val-rows 4 \
+    $text_flag >/dev/null
+fi
+echo "[cpu_smoke] estimator=$ESTIMATOR reward=$SMOKE_REWARD model=$model_dir data=$data_dir run=$run_dir" \
+  "(setup $(( $(date +%s) - t0 )) s)"
+
+# Metrics of every step (and of validation) as JSON lines, besides the console logger.
+export VERL_FILE_LOGGER_PATH="$run_dir/metrics.jsonl"
+rm -f "$VERL_FILE_LOGGER_PATH"
+
+overrides=(
+  trainer.use_v1=False
+  algorithm.adv_estimator="$ESTIMATOR"
+  # data: 4 prompts per step, short prompts and responses
+  data.train_files="$data_dir/train.parquet"
+  data.val_files="$data_dir/val.parquet"
+  data.train_batch_size=4
+  data.val_batch_size=4
+  data.max_prompt_length=512
+  data.max_response_length=16
+  data.image_key="$image_key"
+  data.dataloader_num_workers=0
+  data.shuffle=False
+  # model: the tiny checkpoint, eager attention, no remove-padding (both need flash-attn semantics on GPU)
+  actor_rollout_ref.model.path="$model_dir"
+  actor_rollout_ref.model.use_remove_padding=False
+  +actor_rollout_ref.model.override_config.attn_implementation=eager
+  # actor: FSDP2 (FSDP1 cannot start on CPU), fp32 compute so rollout/actor log-probs are comparable, a large lr so
+  # a stale weight sync would show in the rollout/actor log-prob agreement
+  actor_rollout_ref.actor.strategy=fsdp2
+  actor_rollout_ref.actor.optim.lr=1e-2
+  actor_rollout_ref.actor.ppo_mini_batch_size=4
+  actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8
+  actor_rollout_ref.actor.use_kl_loss=True
+  actor_rollout_ref.actor.kl_loss_coef=0.01
+  actor_rollout_ref.actor.entropy_coeff=0
+  actor_rollout_ref.actor.fsdp_config.use_torch_compile=False
+  +actor_rollout_ref.actor.fsdp_config.mixed_precision.param_dtype=fp32
+  # ref: FSDP2, forward-only (CPUOffloadPolicy, unpinned by the CPU backend)
+  actor_rollout_ref.ref.strategy=fsdp2
+  actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=8
+  actor_rollout_ref.ref.fsdp_config.use_torch_compile=False
+  +actor_rollout_ref.ref.fsdp_config.mixed_precision.param_dtype=fp32
+  # rollout: the HF-generate CPU backend, groups of 4, one agent-loop worker
+  actor_rollout_ref.rollout.name=hfcpu
+  actor_rollout_ref.rollout.n=4
+  actor_rollout_ref.rollout.tensor_model_parallel_size=1
+  actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8
+  actor_rollout_ref.rollout.agent.num_workers=1
+  actor_rollout_ref.rollout.checkpoint_engine.backend=naive
+  # reward: computed in one reward-loop worker
+  reward.num_workers=1
+  reward.custom_reward_function.path="$reward_path"
+  reward.custom_reward_function.name=compute_score
+  # trainer: 2 steps, validation before and after, console + file metrics, no checkpoints
+  trainer.total_training_steps=2
+  trainer.total_epochs=2
+  trainer.val_before_train=True
+  trainer.test_freq=2
+  trainer.save_freq=-1
+  trainer.logger=[console,file]
+  trainer.project_name=care_cpu_smoke
+  trainer.experiment_name="${ESTIMATOR}-${variant}-${SMOKE_REWARD}"
+  trainer.default_local_dir="$run_dir/checkpoints"
+  trainer.n_gpus_per_node=1
+  trainer.nnodes=1
+  trainer.device=cpu
+  # Ray: a logical GPU (verl's resource pools always ask for GPUs) and enough logical CPUs for the
+  # {"CPU": 3, "GPU": 1} bundle: with Ray's 2 detected CPUs the placement group never fits and the run hangs silently.
+  +ray_kwargs.ray_init.num_gpus=1
+  ray_kwargs.ray_init.num_cpus=8
+  +ray_kwargs.ray_init.include_dashboard=False
+)
+
+set +e +o pipefail
+python -m verl.trainer.main_ppo "${overrides[@]}" "$@" 2>&1 | tee "$run_dir/console.log"
+rc=${PIPESTATUS[0]}
+set -e -o pipefail
+echo "[cpu_smoke] exit $rc after $(( $(date +%s) - t0 )) s; metrics: $VERL_FILE_LOGGER_PATH"
+exit "$rc"
