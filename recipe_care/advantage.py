@@ -83,14 +83,15 @@ class _Layout:
     G: int
     valid: torch.Tensor  # [B, G] bool
     sizes: torch.Tensor  # [B]
+    rows: torch.Tensor  # [B, G] row index of each slot (0 in padding slots)
 
     def pad(self, x: torch.Tensor, fill) -> torch.Tensor:
-        out = torch.full((self.B, self.G) + tuple(x.shape[1:]), fill, dtype=x.dtype, device=x.device)
-        out[self.gid, self.col] = x
-        return out
+        out = x.index_select(0, self.rows.reshape(-1)).view((self.B, self.G) + tuple(x.shape[1:]))
+        mask = self.valid.reshape(self.valid.shape + (1,) * (x.ndim - 1))
+        return torch.where(mask, out, torch.as_tensor(fill, dtype=x.dtype))
 
     def unpad(self, x: torch.Tensor) -> torch.Tensor:
-        return x[self.gid, self.col]
+        return x.reshape((self.B * self.G,) + tuple(x.shape[2:])).index_select(0, self.gid * self.G + self.col)
 
 
 def _layout(gid: torch.Tensor) -> _Layout:
@@ -103,7 +104,10 @@ def _layout(gid: torch.Tensor) -> _Layout:
     col[order] = torch.arange(n, dtype=torch.int64) - starts[gid[order]]
     G = int(sizes.max().item()) if n else 0
     valid = torch.arange(G).unsqueeze(0) < sizes.unsqueeze(1)
-    return _Layout(gid=gid, col=col, B=B, G=G, valid=valid, sizes=sizes)
+    rows = torch.zeros(B * G, dtype=torch.int64)
+    rows[gid * G + col] = torch.arange(n, dtype=torch.int64)
+    rows = rows.view(B, G)
+    return _Layout(gid=gid, col=col, B=B, G=G, valid=valid, sizes=sizes, rows=rows)
 
 
 def _as_1d(name: str, x: Any, n: int, dtype: torch.dtype) -> torch.Tensor:
@@ -132,16 +136,35 @@ def _check_finite(name: str, x: torch.Tensor, group_ids: Any) -> None:
 
 
 def _cosine_distances(emb: Optional[torch.Tensor], lay: _Layout, n: int) -> torch.Tensor:
-    """Pairwise cosine distances inside each group: [B, G, G] (zeros when no embeddings: ties → row order)."""
+    """Pairwise cosine distances inside each group: [B, G, G] (zeros when no embeddings: ties → row order).
+
+    The embeddings are read once (gathered into the group grid); norms come from the Gram matrix's diagonal, so
+    they are never normalized row by row. Non-finite or zero embeddings give distance 1 to everything.
+    """
     if emb is None:
         return torch.zeros(lay.B, lay.G, lay.G)
-    e = torch.as_tensor(emb).to(torch.float32)
+    e = torch.as_tensor(emb)
     if e.ndim != 2 or e.shape[0] != n:
         raise ValueError(f"embeddings must have shape [N={n}, D], got {tuple(e.shape)}")
-    e = torch.nan_to_num(e, nan=0.0, posinf=0.0, neginf=0.0)
-    e = e / e.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    ep = lay.pad(e, 0.0)  # [B, G, D]
-    return (1.0 - torch.bmm(ep, ep.transpose(1, 2))).clamp_(0.0, 2.0)
+    if e.dtype not in (torch.float32, torch.float64):
+        e = e.to(torch.float32)
+    grouped = e.index_select(0, lay.rows.reshape(-1)).view(lay.B, lay.G, -1)
+    gram = torch.bmm(grouped, grouped.transpose(1, 2)).to(torch.float32)
+    norm = gram.diagonal(dim1=1, dim2=2).clamp_min(0.0).sqrt()
+    cos = gram / (norm.unsqueeze(2) * norm.unsqueeze(1)).clamp_min(1e-12)
+    cos = torch.nan_to_num(cos, nan=0.0, posinf=0.0, neginf=0.0).clamp_(-1.0, 1.0)
+    return 1.0 - cos
+
+
+def _pick_rows(dist: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``dist[b, idx[b], :]`` for every group b: [B, G] (a gather; advanced indexing is slow on CPU)."""
+    B, G, _ = dist.shape
+    return torch.gather(dist, 1, idx.view(B, 1, 1).expand(B, 1, G)).squeeze(1)
+
+
+def _onehot(idx: torch.Tensor, G: int, active: torch.Tensor) -> torch.Tensor:
+    """[B, G] bool with ``True`` at ``idx[b]`` for active groups."""
+    return (torch.arange(G).unsqueeze(0) == idx.unsqueeze(1)) & active.unsqueeze(1)
 
 
 def _greedy_maxmin(
@@ -156,15 +179,14 @@ def _greedy_maxmin(
     B, G = eligible.shape
     chosen = torch.zeros(B, G, dtype=torch.bool)
     mind = start_mind.clone()
-    rows = torch.arange(B)
+    neg_inf = torch.full_like(mind, -float("inf"))
     for t in range(rounds):
         active = count > t
         if not bool(active.any()):
             break
-        score = torch.where(eligible & ~chosen, mind, torch.full_like(mind, -float("inf")))
-        j = score.argmax(dim=1)
-        chosen[rows[active], j[active]] = True
-        mind = torch.minimum(mind, dist[rows, j])
+        j = torch.where(eligible & ~chosen, mind, neg_inf).argmax(dim=1)
+        chosen |= _onehot(j, G, active)
+        mind = torch.minimum(mind, _pick_rows(dist, j))
     return chosen
 
 
@@ -235,7 +257,6 @@ def care_sequence_advantages(
 
     lay = _layout(gid)
     B, G, valid = lay.B, lay.G, lay.valid
-    rows = torch.arange(B)
     cols = torch.arange(G).unsqueeze(0)
     pos = lay.pad(is_pos, False)
     neg = valid & ~pos
@@ -255,12 +276,11 @@ def care_sequence_advantages(
         gen = torch.Generator().manual_seed(int(config.seed) * 1_000_003 + int(step))
         key = torch.rand(B, G, generator=gen)
         anchor_col = torch.where(cand, key, torch.full_like(key, -1.0)).argmax(dim=1)
-    anchor = torch.zeros(B, G, dtype=torch.bool)
-    anchor[rows[has_anchor], anchor_col[has_anchor]] = True
+    anchor = _onehot(anchor_col, G, has_anchor)
 
     # ---- hard negatives: M nearest candidates to the anchor (an RGR row first), then max-min diversity ----
     hcand = has_anchor.unsqueeze(1) & valid & (neg | rgr_p) & ~anchor
-    d_anchor = dist[rows, anchor_col]  # [B, G] distance of every member to its group's anchor
+    d_anchor = _pick_rows(dist, anchor_col)  # [B, G] distance of every member to its group's anchor
     d_key = torch.where(hcand, d_anchor, torch.full_like(d_anchor, float("inf")))
     d_key = torch.where(hcand & rgr_p, torch.full_like(d_key, -float("inf")), d_key)
     order = torch.sort(d_key, dim=1, stable=True).indices
@@ -270,9 +290,8 @@ def care_sequence_advantages(
     k_prime = torch.clamp(pool.sum(1), max=config.K)
     first = order[:, 0]
     has_h = k_prime > 0
-    chosen = torch.zeros(B, G, dtype=torch.bool)
-    chosen[rows[has_h], first[has_h]] = True
-    more = _greedy_maxmin(dist, dist[rows, first], pool & ~chosen, k_prime - 1, config.K - 1)
+    chosen = _onehot(first, G, has_h)
+    more = _greedy_maxmin(dist, _pick_rows(dist, first), pool & ~chosen, k_prime - 1, config.K - 1)
     hard = chosen | more
     subgroup = anchor | hard
 
@@ -302,11 +321,10 @@ def care_sequence_advantages(
             lp = lay.pad(torch.nan_to_num(lp_t, nan=-float("inf")), -float("inf"))
         lp = torch.where(valid, lp, torch.full_like(lp, -float("inf")))
         p_col = lp.argmax(dim=1)  # highest summed log-prob; ties → lowest row index
-        p_mask = torch.zeros(B, G, dtype=torch.bool)
-        p_mask[rows[rescued], p_col[rescued]] = True
+        p_mask = _onehot(p_col, G, rescued)
         k = torch.where(rescued, torch.clamp(lay.sizes - 1, max=config.K), torch.zeros_like(lay.sizes))
         # farthest-first from the pseudo-anchor: first the failure farthest from p, then max-min distance
-        rneg = _greedy_maxmin(dist, dist[rows, p_col], valid & ~p_mask, k, config.K)
+        rneg = _greedy_maxmin(dist, _pick_rows(dist, p_col), valid & ~p_mask, k, config.K)
         kf = k.clamp_min(1).to(torch.float64).unsqueeze(1)
         delta = config.rescue_delta
         eq = torch.sqrt(config.K / kf) if config.equalize else torch.ones_like(kf)
@@ -348,6 +366,8 @@ def region_token_advantages(
     acc: Any,
     gamma_pos: float,
     eps: float = 1e-8,
+    think_len: Optional[torch.Tensor] = None,
+    answer_len: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Region-weighted token advantages [N, T] (care-algorithm.md §2.6).
 
@@ -355,30 +375,43 @@ def region_token_advantages(
     a row without an answer span uses its whole response as "answer", a row without a think span its whole
     response as "think" (as the authors' code does). ``A[i,t] = A_i * w[i,t] / max(sum_t w[i,t], eps)``, so each
     row's token advantages sum to its sequence advantage.
+
+    ``think_len`` / ``answer_len`` (optional, [N]): the token counts of the masks *when the caller guarantees
+    that both masks already lie inside the response mask* (recipe_care's adapter does); they skip two reductions
+    and the intersection over the whole [N, T] grid.
+
+    Implementation: one float pass writes ``where(answer, A/W, 0)``; the think term (non-zero only for correct
+    rollouts with a non-zero advantage, about one row per group) and the no-span fallbacks touch their rows only.
     """
-    resp = response_mask.to(torch.float32)
-    ans = answer_mask.to(torch.float32) * resp
-    think = think_mask.to(torch.float32) * resp
     seq = torch.as_tensor(seq_advantages).reshape(-1).to(torch.float32)
     acc_t = torch.as_tensor(np.asarray(acc, dtype=np.float64) if not isinstance(acc, torch.Tensor) else acc)
     pos = ((acc_t.reshape(-1).to(torch.float64) - 1.0).abs() <= _ACC_TOL).to(torch.float32)
-
-    ans_len = ans.sum(1)
-    think_len = think.sum(1)
-    resp_len = resp.sum(1)
-    no_ans = ans_len == 0
-    no_think = think_len == 0
+    ans = answer_mask.to(torch.bool)
+    think = think_mask.to(torch.bool)
+    if think_len is None or answer_len is None:
+        resp = response_mask.to(torch.bool)
+        ans, think = ans & resp, think & resp
+        a_len = ans.sum(1, dtype=torch.float32)
+        t_len = think.sum(1, dtype=torch.float32)
+    else:
+        a_len = torch.as_tensor(answer_len).reshape(-1).to(torch.float32)
+        t_len = torch.as_tensor(think_len).reshape(-1).to(torch.float32)
     g = float(gamma_pos) * pos  # [N] weight of think tokens per row
-    weight_sum = torch.where(no_ans, resp_len, ans_len) + g * torch.where(no_think, resp_len, think_len)
-    scale = seq / weight_sum.clamp_min(eps)
-    c_ans = torch.where(no_ans, torch.zeros_like(scale), scale)
-    c_think = torch.where(no_think, torch.zeros_like(scale), g * scale)
-    c_resp = torch.where(no_ans, scale, torch.zeros_like(scale)) + torch.where(no_think, g * scale, torch.zeros_like(scale))
-    out = ans * c_ans.unsqueeze(1)
-    out.addcmul_(think, c_think.unsqueeze(1))
-    fallback = torch.nonzero(c_resp != 0).reshape(-1)
+    no_ans, no_think = a_len == 0, t_len == 0
+    fallback = torch.nonzero(no_ans | (no_think & (g != 0))).reshape(-1)
+    r_len = torch.zeros_like(a_len)
     if fallback.numel():
-        out[fallback] += resp[fallback] * c_resp[fallback].unsqueeze(1)
+        r_len[fallback] = response_mask[fallback].to(torch.bool).sum(1, dtype=torch.float32)
+    weight_sum = torch.where(no_ans, r_len, a_len) + g * torch.where(no_think, r_len, t_len)
+    scale = seq / weight_sum.clamp_min(eps)
+    out = torch.where(ans, scale.unsqueeze(1), torch.zeros((), dtype=torch.float32))
+    c_think = g * scale
+    rows = torch.nonzero((c_think != 0) | ((scale != 0) & no_ans)).reshape(-1)
+    if rows.numel():
+        resp_r = response_mask[rows].to(torch.bool)
+        ans_r = torch.where(no_ans[rows].unsqueeze(1), resp_r, ans[rows] & resp_r)
+        think_r = torch.where(no_think[rows].unsqueeze(1), resp_r, think[rows] & resp_r)
+        out[rows] = ans_r * scale[rows].unsqueeze(1) + think_r * c_think[rows].unsqueeze(1)
     return out
 
 

@@ -190,13 +190,17 @@ def compute_care_advantage(
         step=int(meta_info.get("global_steps", 0) or 0),
     )
     if cfg.token_weighting == "region":
+        trained = response_mask.to(torch.bool)  # context tokens of RGR/multi-turn rows carry no weight
+        think_w, answer_w = think_mask & trained, answer_mask & trained
         adv = region_token_advantages(
             seq_advantages=result.seq_advantages,
             response_mask=response_mask,
-            think_mask=think_mask,
-            answer_mask=answer_mask,
+            think_mask=think_w,
+            answer_mask=answer_w,
             acc=acc,
             gamma_pos=cfg.gamma_pos,
+            think_len=think_w.sum(1),
+            answer_len=answer_w.sum(1),
         )
     else:
         adv = uniform_token_advantages(seq_advantages=result.seq_advantages, response_mask=response_mask)

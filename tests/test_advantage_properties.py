@@ -122,6 +122,12 @@ def test_region_token_advantages_sum_to_sequence_advantage(n, t, seed):
     assert (adv[resp == 0] == 0).all()
     has = resp.sum(1) > 0
     assert torch.allclose(adv.sum(1)[has], seq[has], atol=1e-5)
+    # the fast path (lengths given, masks inside the response) computes the same thing
+    fast = region_token_advantages(
+        seq_advantages=seq, response_mask=resp, think_mask=think.bool(), answer_mask=answer.bool(), acc=acc,
+        gamma_pos=0.005, think_len=think.sum(1), answer_len=answer.sum(1),
+    )
+    assert torch.allclose(fast, adv, atol=1e-6)
     # failures never put weight on think tokens (unless the row lacks an answer span)
     fail_rows = (acc == 0) & (answer.sum(1) > 0)
     assert (adv[fail_rows][(think[fail_rows] == 1)] == 0).all()
