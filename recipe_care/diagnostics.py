@@ -12,6 +12,20 @@ from typing import Any
 import numpy as np
 import torch
 
+_PENDING: dict = {}
+
+
+def push_step_metrics(metrics: dict) -> None:
+    """Queue metrics (e.g. ``rgr/*`` from the rollout manager) for this step's verl metrics. Only works in the
+    process that runs the trainer's ``fit`` (the TaskRunner), where ``compute_data_metrics`` collects them."""
+    _PENDING.update({k: float(v) for k, v in metrics.items()})
+
+
+def pop_step_metrics() -> dict:
+    out = dict(_PENDING)
+    _PENDING.clear()
+    return out
+
 
 def failure_signal_metrics(batch: Any) -> dict:
     if batch is None or "advantages" not in batch.batch.keys():

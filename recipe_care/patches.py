@@ -7,8 +7,9 @@ after that module is first imported, by a post-import hook (so ``import verl`` s
    verl's original function unchanged.
 2. ``RayPPOTrainer.__init__`` — records the trainer's tokenizer, which CARE needs to find ``<think>``/``<answer>``
    spans in token ids. Nothing else changes.
-3. ``compute_data_metrics`` — appends the failure-signal diagnostics (for every estimator) and the last CARE step's
-   ``care/*`` metrics to verl's step metrics. Errors there are logged, never raised.
+3. ``compute_data_metrics`` — appends the failure-signal diagnostics (for every estimator), the last CARE step's
+   ``care/*`` metrics and metrics queued with ``recipe_care.diagnostics.push_step_metrics`` (RGR's ``rgr/*``) to
+   verl's step metrics. Errors there are logged, never raised.
 """
 
 from __future__ import annotations
@@ -87,12 +88,13 @@ def _patch_data_metrics(module: Any) -> None:
     def compute_data_metrics(*args, **kwargs):
         metrics = original(*args, **kwargs)
         try:
-            from recipe_care.diagnostics import failure_signal_metrics
+            from recipe_care.diagnostics import failure_signal_metrics, pop_step_metrics
             from recipe_care.verl_adapter import pop_last_metrics
 
             batch = kwargs.get("batch", args[0] if args else None)
             metrics.update(failure_signal_metrics(batch))
             metrics.update(pop_last_metrics())
+            metrics.update(pop_step_metrics())
         except Exception:  # diagnostics must never break a training step
             logger.exception("recipe_care: diagnostics failed; training continues")
         return metrics
