@@ -142,8 +142,9 @@ def _select_parquet(files: list[Path], root: Path, spec: SourceSpec) -> list[Pat
 
 def _iter_parquet(files: list[Path]) -> Iterator[dict[str, Any]]:
     for f in files:
-        pf = pq.ParquetFile(f)
-        for batch in pf.iter_batches(batch_size=BATCH_ROWS):
+        # pre_buffer=False: no read-ahead of whole row groups (with it, Arrow holds tens of MB of source buffers).
+        pf = pq.ParquetFile(f, pre_buffer=False)
+        for batch in pf.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
             yield from batch.to_pylist()
 
 

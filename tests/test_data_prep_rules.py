@@ -336,3 +336,42 @@ def test_limit_and_official_json_keyed_by_id(tmp_path):
     assert [r["extra_info"]["id"] for r in rows] == ["v1_0", "v1_1", "v1_2"]
     assert {r["extra_info"]["answer_type"] for r in rows} == {"letter_set"}
     assert _report(out, "logicvista_test")["source"]["kind"] == "json"
+
+
+def test_hub_code_path_streams_with_undecoded_images(tmp_path):
+    """``--hf-id`` takes anything ``datasets.load_dataset`` takes; a local snapshot folder exercises the exact
+    streaming path used for the Hub (IterableDataset, ``decode(False)``) offline."""
+    png = _img("PNG")
+    feats = datasets.Features({"ID": datasets.Value("string"), "key": datasets.Value("string"),
+                               "question": datasets.Value("string"), "option": datasets.Value("string"),
+                               "answer": datasets.Value("string"), "image_path": datasets.Image()})
+    snap = tmp_path / "We-Math"
+    (snap / "data").mkdir(parents=True)
+    datasets.Dataset.from_dict({
+        "ID": ["2steps_1", "2steps_1"], "key": ["2steps_1", "2steps_multi"], "question": ["Q1", "Q2"],
+        "option": ["A. 1;B. 2", "A. 3; B. 4; C. 5"], "answer": ["A", "C"],
+        "image_path": [{"bytes": png, "path": "1-1.png"}, {"bytes": png, "path": "1-multi.png"}],
+    }, features=feats).to_parquet(str(snap / "data" / "testmini-00000-of-00001.parquet"))
+    out = tmp_path / "out"
+    assert wemath.main(["--out", str(out), "--hf-id", str(snap), "--quiet"]) == 0
+    rep = _report(out, "wemath_testmini")
+    assert rep["source"]["kind"] == "hub" and rep["source"]["streaming"] is True
+    rows = pq.read_table(out / "wemath_testmini.parquet").to_pylist()
+    assert [r["extra_info"]["id"] for r in rows] == ["2steps_1|2steps_1", "2steps_1|2steps_multi"]
+    assert all(r["images"] == [{"bytes": png, "path": None}] for r in rows)
+    assert rows[1]["extra_info"]["choices"] == ["3", "4", "5"]
+
+
+def test_image_root_option(tmp_path):
+    src = tmp_path / "lv"
+    src.mkdir()
+    elsewhere = tmp_path / "pictures"
+    elsewhere.mkdir()
+    (elsewhere / "v1_0.png").write_bytes(_img())
+    (src / "records.jsonl").write_text(json.dumps({"id": "v1_0", "imagename": "v1_0.png", "question": "Q? A-D",
+                                                   "answer": "B"}) + "\n")
+    out = tmp_path / "out"
+    assert logicvista.main(["--out", str(out), "--local-path", str(src), "--quiet"]) == 1  # image not found
+    assert _report(out, "logicvista_test")["skipped_by_reason"] == {"missing_image": 1}
+    assert logicvista.main(["--out", str(out), "--local-path", str(src), "--image-root", str(elsewhere),
+                            "--quiet"]) == 0
