@@ -1,0 +1,290 @@
+"""Math equivalence: cheap exact/numeric checks first, then math-verify and mathruler, safely.
+
+Why it is safe to call from verl's reward threads:
+
+* math-verify's own timeout uses ``signal.alarm`` and raises off the main thread, so it is always called with
+  ``parsing_timeout=None`` / ``timeout_seconds=None``, and two bounds of our own replace it:
+  1. the *input* is bounded before sympy ever sees it (``sympy_safe``): at most ``MAX_MATH_CHARS`` characters,
+     balanced and shallow braces, no power towers, no huge exponents or factorials, no sums/products/integrals/
+     limits/binomials — the things that make sympy spin inside C big-int code, where nothing can interrupt it;
+  2. a thread-local CPU-time budget (``SYMPY_BUDGET_S`` per ``compute_score`` call, counted with
+     ``time.thread_time`` so other threads do not eat it): while sympy runs, a ``sys.settrace`` hook on the calling
+     thread only checks the budget on Python calls and raises ``SympyBudgetExceeded`` (a ``BaseException``, so the
+     libraries' ``except Exception`` clauses do not swallow it) → "not equal", never cached.
+  Everything that fails the guard is compared by exact string match only.
+* All sympy work runs under one process-wide lock (sympy/antlr caches are shared state; the GIL serialises the
+  CPU work anyway), and every exception is swallowed into "not equal" (model output must never crash training).
+* Results are memoised (``functools.lru_cache`` is thread-safe): GRPO samples repeat the same answers a lot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+import re
+import sys
+import threading
+import time
+
+from mathruler.grader import grade_answer as _mathruler_grade
+from math_verify import parse as _mv_parse
+from math_verify import verify as _mv_verify
+
+from reward_fns.normalize import clean_answer, numbers_close, squash, to_number
+
+MAX_MATH_CHARS = 160
+MAX_DEPTH = 8
+SYMPY_BUDGET_S = 0.3  # CPU seconds of sympy work allowed per compute_score call (all comparisons together)
+_SYMPY_LOCK = threading.Lock()
+_BUDGET = threading.local()
+_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+class SympyBudgetExceeded(BaseException):
+    """Raised inside sympy by the trace hook when the calling thread's budget is spent."""
+
+
+@contextlib.contextmanager
+def sympy_budget(seconds: float = SYMPY_BUDGET_S):
+    """Give the enclosed code (one ``compute_score`` call) ``seconds`` of CPU time for sympy work in total.
+
+    Nested uses keep the outer budget."""
+    if getattr(_BUDGET, "remaining", None) is not None:
+        yield
+        return
+    _BUDGET.remaining = seconds
+    try:
+        yield
+    finally:
+        _BUDGET.remaining = None
+
+
+def _run_limited(fn, *args):
+    """Run ``fn(*args)`` under the lock and the thread's remaining budget (lock waiting is not charged)."""
+    with _SYMPY_LOCK:
+        remaining = getattr(_BUDGET, "remaining", None)
+        if remaining is None:
+            remaining = SYMPY_BUDGET_S
+        if remaining <= 0:
+            raise SympyBudgetExceeded
+        start = time.thread_time()
+        end = start + remaining
+        calls = 0
+
+        def tracer(frame, event, arg):  # 'call' events only: returning None disables per-line tracing
+            nonlocal calls
+            calls += 1
+            # Never raise into a generator frame: if it is being finalised the exception would be ignored and the
+            # hook (which CPython removes after any raise) lost. The next plain call raises instead.
+            if not calls & 63 and not frame.f_code.co_flags & _GENERATOR_FLAGS and time.thread_time() > end:
+                raise SympyBudgetExceeded
+            return None
+
+        previous = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            return fn(*args)
+        finally:
+            sys.settrace(previous)
+            if getattr(_BUDGET, "remaining", None) is not None:
+                _BUDGET.remaining = remaining - (time.thread_time() - start)
+
+_FORBIDDEN_RE = re.compile(
+    r"\\(?:sum|prod|coprod|int|iint|iiint|oint|lim|limsup|liminf|binom|dbinom|tbinom|choose|Gamma|zeta|"
+    r"operatorname|mathop|newcommand|def|begin|end|underbrace|overbrace|stackrel|substack)(?![A-Za-z])"
+)
+_EXPONENT_RE = re.compile(r"\^\s*(\{|\()?\s*[-+]?\s*(\d+)")
+_FACTORIAL_RE = re.compile(r"!")
+_SMALL_FACTORIAL_RE = re.compile(r"(?<![\d.])\d{1,3}\s*!")
+_LONG_NUMBER_RE = re.compile(r"\d{31,}")
+_SCI_EXPONENT_RE = re.compile(r"(?<=[\d.])[eE][+-]?(\d+)")
+_SYMBOL_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z](?![A-Za-z])")
+
+# math-verify warns once per process that its (signal-based) timeout is disabled; we bound inputs instead.
+logging.getLogger("math_verify.parser").addFilter(lambda r: "Timeout is disabled" not in r.getMessage())
+logging.getLogger("math_verify.grader").addFilter(lambda r: "Timeout is disabled" not in r.getMessage())
+
+
+def _exponent_groups_have_powers(text: str) -> bool:
+    """True for power towers: ``a^{b^c}``, ``a^b^c``, ``(a^b)^c`` style nesting of ``^``."""
+    i = text.find("^")
+    while i != -1:
+        j = i + 1
+        while j < len(text) and text[j] == " ":
+            j += 1
+        if j < len(text) and text[j] in "{(":
+            opener, closer = text[j], "}" if text[j] == "{" else ")"
+            depth = 0
+            for k in range(j, len(text)):
+                if text[k] == opener:
+                    depth += 1
+                elif text[k] == closer:
+                    depth -= 1
+                    if depth == 0:
+                        if "^" in text[j:k]:
+                            return True
+                        break
+        else:  # bare exponent: 2^3^4
+            k = j
+            while k < len(text) and (text[k].isalnum() or text[k] in ".-+"):
+                k += 1
+            if k < len(text) and text[k] == "^":
+                return True
+        i = text.find("^", i + 1)
+    return False
+
+
+def sympy_safe(text: str) -> bool:
+    """Whether ``text`` is small and tame enough to hand to sympy without a timeout."""
+    if not text or len(text) > MAX_MATH_CHARS:
+        return False
+    text = text.replace("**", "^")  # python-style powers reach mathruler's parse_expr as powers too
+    depth = max_depth = 0
+    for ch in text:
+        if ch in "{([":
+            depth += 1
+            max_depth = max(max_depth, depth)
+        elif ch in "})]":
+            depth -= 1
+    if max_depth > MAX_DEPTH or text.count("{") != text.count("}"):
+        return False
+    if _FORBIDDEN_RE.search(text) or _LONG_NUMBER_RE.search(text):
+        return False
+    if text.count("^") > 4 or _exponent_groups_have_powers(text):
+        return False
+    if any(int(m.group(1)) > 300 for m in _SCI_EXPONENT_RE.finditer(text)):
+        return False
+    exponents = [int(m.group(2)) for m in _EXPONENT_RE.finditer(text)]
+    if exponents:
+        has_symbols = bool(_SYMBOL_RE.search(re.sub(r"\\[A-Za-z]+", " ", text)))
+        limit = 20 if has_symbols else 10_000
+        if max(exponents) > limit or sum(e > 60 for e in exponents) > 1:
+            return False
+    if _FACTORIAL_RE.search(text):
+        if len(_FACTORIAL_RE.findall(text)) != len(_SMALL_FACTORIAL_RE.findall(text)):
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_gold(gt: str):
+    return _mv_parse(f"${gt}$", parsing_timeout=None)
+
+
+@functools.lru_cache(maxsize=32768)
+def _parse_pred(pred: str):
+    return _mv_parse(f"${pred}$", parsing_timeout=None)
+
+
+def _mv_equal(pred: str, gt: str) -> bool:
+    try:
+        gold = _parse_gold(gt)
+        parsed = _parse_pred(pred)
+        return bool(gold and parsed and _mv_verify(gold, parsed, timeout_seconds=None))
+    except Exception:  # noqa: BLE001 - any grader failure means "not shown equal"
+        return False
+
+
+def _mathruler_equal(pred: str, gt: str) -> bool:
+    try:
+        return bool(_mathruler_grade(pred, gt))
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@functools.lru_cache(maxsize=65536)
+def _symbolic_equal(pred: str, gt: str) -> bool:
+    """math-verify first (gold first: it is asymmetric), mathruler as a second opinion. Caller checked safety.
+    ``SympyBudgetExceeded`` propagates (so a verdict cut short is never cached)."""
+    return _run_limited(_mv_equal, pred, gt) or _run_limited(_mathruler_equal, pred, gt)
+
+
+def math_equal(pred: str | None, gt: str | None, unit: str = "") -> bool:
+    """Whether ``pred`` equals ``gt`` mathematically. Never raises; bounded time for any input."""
+    if not pred or not gt:
+        return False
+    p, g = clean_answer(pred), clean_answer(gt)
+    if not p or not g:
+        return False
+    if squash(p) == squash(g):
+        return True
+    pn, gn = to_number(p, unit), to_number(g, unit)
+    if pn is not None and gn is not None:
+        return numbers_close(pn, gn)
+    if not (sympy_safe(p) and sympy_safe(g)):
+        return False
+    try:
+        with sympy_budget():
+            return _symbolic_equal(p, g)
+    except SympyBudgetExceeded:
+        return False
+
+
+@functools.lru_cache(maxsize=16384)
+def _mathruler_cached(pred: str, gt: str) -> bool:
+    return _run_limited(_mathruler_equal, pred, gt)
+
+
+def grade_answer_guarded(pred: str | None, gt: str | None) -> bool:
+    """``mathruler.grade_answer`` alone (verl's geo3k rule), with the same input bounds as ``math_equal``."""
+    if not pred or not gt:
+        return False
+    if not (sympy_safe(pred) and sympy_safe(gt)):
+        return squash(pred) == squash(gt)
+    try:
+        with sympy_budget():
+            return _mathruler_cached(pred, gt)
+    except SympyBudgetExceeded:
+        return False
+
+
+def _value_of(text: str) -> float | None:
+    try:
+        for item in _parse_gold(text):
+            if isinstance(item, str):
+                continue
+            value = complex(item.evalf(15))
+            return float(value.real) if value.imag == 0 else None
+    except Exception:  # noqa: BLE001 - not a closed-form number
+        return None
+    return None
+
+
+@functools.lru_cache(maxsize=16384)
+def _numeric_value_cached(text: str) -> float | None:
+    return _run_limited(_value_of, text)
+
+
+def numeric_value(text: str | None) -> float | None:
+    """The real value of a closed-form expression (``\\frac{1}{2}``, ``2\\sqrt{3}``, ``45^2``), or ``None``.
+
+    Stands in for the ``eval(str(latex2sympy(x)))`` of official scripts, without ``eval`` and with bounded input.
+    """
+    if not text:
+        return None
+    value = to_number(text)
+    if value is not None:
+        return value
+    text = clean_answer(text)
+    if not sympy_safe(text):
+        return None
+    try:
+        with sympy_budget():
+            return _numeric_value_cached(text)
+    except SympyBudgetExceeded:
+        return None
+
+
+def _warm_up() -> None:
+    """Build sympy's and antlr's lazy caches now, so the first scored response does not pay ~0.5 s for them."""
+    for pred, gt in (("\\frac{1}{2}", "0.5"), ("2\\sqrt{3}", "\\sqrt{12}"), ("x=3", "3"), ("(-2,1]", "(-2,1]"), ("2x+1", "1+2x")):
+        try:
+            _mv_equal(pred, gt)
+            _mathruler_equal(pred, gt)
+        except Exception:  # noqa: BLE001 - warming up is best effort
+            pass
+
+
+_warm_up()

@@ -1,0 +1,188 @@
+"""MathVista testmini (``mathvista_testmini``).
+
+Ground truth as published: for multiple choice the option TEXT (e.g. ``145°``), else a value; ``answer_type`` is
+MathVista's own (``text`` / ``integer`` / ``float`` / ``list``), ``precision`` the decimals of floats, ``unit`` the
+unit (``g``) that may follow a value.
+
+train (strict, for rewards):
+  * multi_choice: the answer names a letter (``B``, ``(B) 145°``) or states an option text; the chosen option's
+    text is compared with the ground-truth text, so duplicate options (pid 781: ``['9','12','18','18']``) are
+    right under either letter. No nearest-option fallback: garbage is wrong.
+  * integer: numeric equality (``1,000``, ``1000 g`` with unit ``g``, ``\\frac{2000}{2}`` all equal 1000).
+  * float: ``round(x, precision) == answer`` (``1.20`` → 1.2); non-decimal forms go through math equivalence.
+  * list: element-wise numeric equality, brackets optional (``2014, 2016`` = ``[2014, 2016]``).
+official (MathVista ``calculate_score.py``): the GPT extraction step is replaced by the rule extraction (official
+  shortcuts first: the response is an option text / a bare number / ``The answer is "X".``; then ``\\boxed{}`` /
+  ``Answer:`` / ``<answer>`` / "the answer is X" / the last line, with units stripped like the GPT extractor does),
+  then MathVista's ``normalize_extracted_answer`` exactly: ``(b)`` → B, letter → option text, anything else → the
+  option with the smallest Levenshtein distance (so every MC response maps to some option), integers truncated
+  (``int(float(x))``), floats ``str(round(x, precision))``, lists as strings, and plain string equality.
+"""
+
+from __future__ import annotations
+
+import re
+
+from reward_fns.choice import LETTERS, match_option_text, options_from_text, parse_letter, unwrap_choice
+from reward_fns.extract import MAX_ANSWER_CHARS, extract_final
+from reward_fns.mathcheck import math_equal
+from reward_fns.normalize import (
+    clean_answer,
+    format_number,
+    numbers_close,
+    parse_number_list,
+    squash,
+    to_number,
+)
+from reward_fns.verdict import Verdict, short
+
+
+def _qtype(gt: str, info, choices) -> str:
+    if info.question_type:
+        return info.question_type
+    return "multi_choice" if choices else "free_form"
+
+
+def _atype(gt: str, info) -> str:
+    if info.answer_type in ("integer", "float", "list", "text"):
+        return info.answer_type
+    if re.fullmatch(r"-?\d+", gt.strip()):
+        return "integer"
+    if re.fullmatch(r"-?\d*\.\d+", gt.strip()):
+        return "float"
+    if gt.strip().startswith("["):
+        return "list"
+    return "text"
+
+
+def _decimals(gt: str, info) -> int:
+    if info.precision >= 0:
+        return info.precision
+    frac = gt.strip().partition(".")[2]
+    return len(frac) if frac.isdigit() else 0
+
+
+def _train(response: str, gt: str, info) -> Verdict:
+    answer = extract_final(response).answer
+    if answer is None:
+        return Verdict.none()
+    if len(answer) > MAX_ANSWER_CHARS:
+        return Verdict(False, True, short(answer))
+    choices = info.choices or tuple(options_from_text(info.question))
+    if _qtype(gt, info, choices) == "multi_choice":
+        if not choices:  # no option list: compare the stated text itself
+            return Verdict(squash(answer) == squash(gt) or math_equal(answer, gt), True, short(answer))
+        letter = parse_letter(answer, len(choices))
+        picked = [LETTERS.index(letter)] if letter else match_option_text(answer, choices)
+        if not picked:
+            return Verdict(False, True, short(answer))
+        right = [i for i in picked if choices[i].strip() == gt.strip()]
+        return Verdict(bool(right), True, choices[(right or picked)[0]].strip())
+    atype = _atype(gt, info)
+    if atype == "list":
+        pred, gold = parse_number_list(answer), parse_number_list(gt)
+        if pred is None or gold is None:
+            return Verdict(squash(answer) == squash(gt), True, short(answer))
+        ok = len(pred) == len(gold) and all(numbers_close(a, b) for a, b in zip(pred, gold))
+        return Verdict(ok, True, "[" + ", ".join(format_number(v) for v in pred) + "]")
+    value, gold_value = to_number(answer, info.unit), to_number(gt, info.unit)
+    if value is not None and gold_value is not None:
+        if atype == "float":
+            places = _decimals(gt, info)
+            return Verdict(round(value, places) == round(gold_value, places), True, format_number(value))
+        return Verdict(numbers_close(value, gold_value), True, format_number(value))
+    return Verdict(math_equal(answer, gt, info.unit), True, short(answer))
+
+
+# --- official ------------------------------------------------------------------------------------------------
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance (insert/delete/substitute, cost 1), as python-Levenshtein's ``distance``."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def _gpt_standin(response: str, info, qtype: str, atype: str) -> str:
+    """What MathVista's GPT extractor would return, approximated by rules (units/markup stripped)."""
+    found = extract_final(response, prose=True).answer
+    if found is None:
+        return ""
+    text = unwrap_choice(found)[:MAX_ANSWER_CHARS]
+    if qtype == "multi_choice":
+        return text
+    if atype == "list":
+        values = parse_number_list(text)
+        return "[" + ", ".join(format_number(v) for v in values) + "]" if values else text
+    if atype in ("integer", "float"):
+        value = to_number(text, info.unit)
+        if value is not None:
+            return format_number(value) if atype == "integer" else repr(value)
+    return text
+
+
+def _official_extract(response: str, info, qtype: str, atype: str, choices) -> str:
+    if not response.strip():
+        return ""
+    if qtype == "multi_choice" and response in choices:
+        return response
+    if atype == "integer":
+        try:
+            return str(int(response))
+        except ValueError:
+            pass
+    if atype == "float":
+        try:
+            return str(float(response))
+        except ValueError:
+            pass
+    quick = re.search(r'The answer is "(.*)"\.', response[-2000:])
+    if quick:
+        return quick.group(1)
+    return _gpt_standin(response, info, qtype, atype)
+
+
+def _official_normalize(extraction: str, choices, qtype: str, atype: str, places: int) -> str | None:
+    if qtype == "multi_choice":
+        text = extraction.strip()
+        letters = re.findall(r"\(([a-zA-Z])\)", text)
+        if letters:
+            text = letters[0].upper()
+        options = [LETTERS[i] for i in range(min(len(choices), 26))]
+        if text in options:
+            return choices[options.index(text)]
+        if not choices:
+            return text
+        probe = text[:300]
+        distances = [levenshtein(probe, c[:300]) for c in choices]
+        return choices[distances.index(min(distances))]
+    try:
+        if atype == "integer":
+            return str(int(float(extraction)))
+        if atype == "float":
+            return str(round(float(extraction), places))
+    except (ValueError, OverflowError):
+        return None
+    return str(extraction)
+
+
+def _official(response: str, gt: str, info) -> Verdict:
+    choices = info.choices or tuple(options_from_text(info.question))
+    qtype = _qtype(gt, info, choices)
+    atype = _atype(gt, info) if qtype != "multi_choice" else "text"
+    extraction = _official_extract(response, info, qtype, atype, choices)
+    pred = _official_normalize(extraction, list(choices), qtype, atype, _decimals(gt, info))
+    if pred is None:
+        return Verdict(False, bool(extraction), short(extraction))
+    return Verdict(pred == gt, bool(extraction), short(pred))
+
+
+def verify(response: str, gt: str, info, mode: str) -> Verdict:
+    return _official(response, gt, info) if mode == "official" else _train(response, gt, info)
