@@ -48,19 +48,23 @@ def _diagram(rng: random.Random, size: int) -> bytes:
 
 def build_source(path: Path, rows: int, image_size: int, seed: int = 0, group: int = 500) -> float:
     """Write a synthetic hiyouga/geometry3k-schema parquet file; returns its size in MB."""
-    schema = pa.schema([
-        ("images", pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))),
-        ("problem", pa.string()),
-        ("answer", pa.string()),
-    ])
+    schema = pa.schema(
+        [
+            ("images", pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))),
+            ("problem", pa.string()),
+            ("answer", pa.string()),
+        ]
+    )
     rng = random.Random(seed)
     with pq.ParquetWriter(path, schema) as writer:
         for start in range(0, rows, group):
             n = min(group, rows - start)
             batch = {
                 "images": [[{"bytes": _diagram(rng, image_size), "path": None}] for _ in range(n)],
-                "problem": [f"<image>In the figure, find x for problem {start + i}. Round to the nearest tenth."
-                            for i in range(n)],
+                "problem": [
+                    f"<image>In the figure, find x for problem {start + i}. Round to the nearest tenth."
+                    for i in range(n)
+                ],
                 "answer": [str(rng.randint(1, 500)) for _ in range(n)],
             }
             writer.write_table(pa.Table.from_pydict(batch, schema=schema))
@@ -68,8 +72,20 @@ def build_source(path: Path, rows: int, image_size: int, seed: int = 0, group: i
 
 
 def run_prep(src: Path, out: Path, limit: int | None = None) -> dict:
-    cmd = [sys.executable, "-m", "data_prep.geometry3k", "--out", str(out), "--local-path", str(src), "--split",
-           "train", "--quiet", "--max-skip-frac", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "data_prep.geometry3k",
+        "--out",
+        str(out),
+        "--local-path",
+        str(src),
+        "--split",
+        "train",
+        "--quiet",
+        "--max-skip-frac",
+        "0",
+    ]
     if limit is not None:
         cmd += ["--limit", str(limit)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -142,15 +158,21 @@ def main(argv=None) -> int:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\ndata_prep.geometry3k on synthetic data ({args.image_size}px PNG diagrams, 1 image/row), "
-          f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-    print("| run | rows | source MB | output MB | row groups | rows/s (convert) | wall s | peak RSS MB "
-          "| max RSS in quarters 2/3/4 of the run, MB |")
+    print(
+        f"\ndata_prep.geometry3k on synthetic data ({args.image_size}px PNG diagrams, 1 image/row), "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
+    )
+    print(
+        "| run | rows | source MB | output MB | row groups | rows/s (convert) | wall s | peak RSS MB "
+        "| max RSS in quarters 2/3/4 of the run, MB |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
         quarters = " / ".join("-" if q is None else f"{q:.0f}" for q in r["rss_q2_q3_q4_mb"])
-        print(f"| {r['label']} | {r['rows']:,} | {r['source_mb']} | {r['output_mb']} | {r['row_groups']} | "
-              f"{r['rows_per_s']:.0f} | {r['wall_s']} | {r['peak_rss_mb']} | {quarters} |")
+        print(
+            f"| {r['label']} | {r['rows']:,} | {r['source_mb']} | {r['output_mb']} | {r['row_groups']} | "
+            f"{r['rows_per_s']:.0f} | {r['wall_s']} | {r['peak_rss_mb']} | {quarters} |"
+        )
     return 0
 
 

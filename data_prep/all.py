@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from data_prep import geometry3k, logicvista, mathverse, mathvision, mathvista, mmmu_pro, wemath
 from data_prep.core import Spec, add_common_arguments, prepare, summarize

@@ -20,13 +20,13 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -34,8 +34,9 @@ from tqdm.auto import tqdm
 
 from data_prep.images import ImageError, to_image_struct
 from data_prep.prompt import IMAGE_TOKEN, MEDIA_TOKENS, build_messages
-from data_prep.schema import ARROW_SCHEMA, DATA_SOURCES, make_extra_info
+from data_prep.schema import ARROW_SCHEMA, make_extra_info
 from data_prep.sources import Source, SourceError, SourceSpec, open_hub, open_local
+from reward_fns.schema import DATA_SOURCES
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -265,7 +266,8 @@ def build_row(spec: Spec, record: dict[str, Any], index: int, ctx: Ctx) -> dict[
     n_placeholders = conv.body.count(IMAGE_TOKEN)
     if n_placeholders != len(images):
         raise BadRecord(
-            "placeholder_mismatch", f"{n_placeholders} '<image>' placeholder(s) in the prompt for {len(images)} image(s)"
+            "placeholder_mismatch",
+            f"{n_placeholders} '<image>' placeholder(s) in the prompt for {len(images)} image(s)",
         )
     for tok in MEDIA_TOKENS[1:]:
         if tok in conv.body:
@@ -308,7 +310,9 @@ def prepare(
     """Convert one source into ``<out_dir>/<stem>.parquet`` + ``<stem>.report.json``; returns the report."""
     out = Path(out_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    source: Source = open_local(local_path, spec.source, image_root) if local_path else open_hub(spec.source, hf_id=hf_id)
+    source: Source = (
+        open_local(local_path, spec.source, image_root) if local_path else open_hub(spec.source, hf_id=hf_id)
+    )
     if image_root is not None and source.kind != "json":
         source.image_roots = [Path(image_root).expanduser().resolve()]
     parquet_path = out / f"{spec.stem}.parquet"
@@ -498,13 +502,13 @@ def split_list(value: str, allowed: Sequence[str], what: str) -> list[str]:
 
 
 __all__ = [
-    "BadRecord",
-    "Converted",
-    "Ctx",
     "LETTERS",
     "NOTE_KINDS",
     "REPAIR_RULES",
     "SKIP_REASONS",
+    "BadRecord",
+    "Converted",
+    "Ctx",
     "Spec",
     "add_common_arguments",
     "build_row",

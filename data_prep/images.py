@@ -12,8 +12,9 @@ import io
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from PIL import Image as PILImage
 
@@ -99,6 +100,7 @@ def to_image_struct(value: Any, roots: Sequence[Path] = ()) -> tuple[dict[str, A
                 return {"bytes": buf.getvalue(), "path": None}, True
     except ImageError:
         raise
-    except Exception as exc:  # PIL raises many types for bad data (UnidentifiedImageError, OSError, SyntaxError ...)
+    # PIL raises many types for bad data (UnidentifiedImageError, OSError, SyntaxError, ValueError, ...)
+    except Exception as exc:  # noqa: BLE001
         msg = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the data", str(exc))
         raise ImageError("undecodable_image", f"image from {origin} cannot be decoded: {type(exc).__name__}: {msg}")

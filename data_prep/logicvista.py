@@ -17,8 +17,17 @@ import re
 import sys
 from typing import Any
 
-from data_prep.core import BadRecord, Converted, Ctx, Spec, clean_meta, cli_main, require_answer, require_str
-from data_prep.core import sanitize_media_tokens
+from data_prep.core import (
+    BadRecord,
+    Converted,
+    Ctx,
+    Spec,
+    clean_meta,
+    cli_main,
+    require_answer,
+    require_str,
+    sanitize_media_tokens,
+)
 from data_prep.prompt import IMAGE_TOKEN
 from data_prep.sources import SourceSpec
 

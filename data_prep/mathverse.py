@@ -19,8 +19,18 @@ import re
 import sys
 from typing import Any
 
-from data_prep.core import LETTERS, BadRecord, Converted, Ctx, Spec, clean_meta, cli_main, require_answer
-from data_prep.core import require_str, sanitize_media_tokens
+from data_prep.core import (
+    LETTERS,
+    BadRecord,
+    Converted,
+    Ctx,
+    Spec,
+    clean_meta,
+    cli_main,
+    require_answer,
+    require_str,
+    sanitize_media_tokens,
+)
 from data_prep.prompt import IMAGE_TOKEN
 from data_prep.sources import SourceSpec
 
@@ -29,8 +39,12 @@ HF_ID = "AI4Math/MathVerse"
 SPLIT = "testmini"
 DATA_SOURCE = "mathverse_testmini"
 OFFICIAL_FILES = ("testmini.json", "data/testmini.json", "testmini_text_only.json", "data/testmini_text_only.json")
-QUESTION_TYPES = {"multi-choice": "multi_choice", "free-form": "free_form",
-                  "multi_choice": "multi_choice", "free_form": "free_form"}
+QUESTION_TYPES = {
+    "multi-choice": "multi_choice",
+    "free-form": "free_form",
+    "multi_choice": "multi_choice",
+    "free_form": "free_form",
+}
 TEXT_ONLY_VERSION = "Text Only"
 VISION_ONLY_TEXT = "According to the question shown in the image, answer the question."
 
@@ -44,7 +58,7 @@ def parse_choices(question: str) -> list[str]:
     if not headers:
         return []
     options: list[str] = []
-    for line in question[headers[-1].end():].splitlines():
+    for line in question[headers[-1].end() :].splitlines():
         m = _OPTION_LINE.match(line)
         if m and m.group(1) == LETTERS[len(options)]:
             options.append(m.group(2).strip())
@@ -98,8 +112,9 @@ def convert(record: dict[str, Any], ctx: Ctx) -> Converted:
             "question": question,
             "variant": version,
         },
-        meta=clean_meta(record, drop=("sample_index", "question", "answer", "question_type", "image", "query_cot",
-                                      "query_wo")),
+        meta=clean_meta(
+            record, drop=("sample_index", "question", "answer", "question_type", "image", "query_cot", "query_wo")
+        ),
     )
 
 

@@ -19,8 +19,22 @@ import re
 import sys
 from typing import Any
 
-from data_prep.core import LETTERS, BadRecord, Converted, Ctx, Spec, clean_meta, cli_main, letter_answer
-from data_prep.core import local_holds_one_table, option_lines, require_answer, require_str, sanitize_media_tokens, split_list
+from data_prep.core import (
+    LETTERS,
+    BadRecord,
+    Converted,
+    Ctx,
+    Spec,
+    clean_meta,
+    cli_main,
+    letter_answer,
+    local_holds_one_table,
+    option_lines,
+    require_answer,
+    require_str,
+    sanitize_media_tokens,
+    split_list,
+)
 from data_prep.prompt import IMAGE_TOKEN, MC_HINT
 from data_prep.sources import SourceSpec
 

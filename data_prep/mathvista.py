@@ -16,8 +16,17 @@ import math
 import sys
 from typing import Any
 
-from data_prep.core import BadRecord, Converted, Ctx, Spec, clean_meta, cli_main, require_answer, require_str
-from data_prep.core import sanitize_media_tokens
+from data_prep.core import (
+    BadRecord,
+    Converted,
+    Ctx,
+    Spec,
+    clean_meta,
+    cli_main,
+    require_answer,
+    require_str,
+    sanitize_media_tokens,
+)
 from data_prep.prompt import IMAGE_TOKEN
 from data_prep.sources import SourceSpec
 
@@ -58,8 +67,9 @@ def parse_precision(value: Any) -> int:
     return int(f)
 
 
-def build_query(question: str, question_type: str, answer_type: str, precision: int, unit: str,
-                choices: list[str]) -> str:
+def build_query(
+    question: str, question_type: str, answer_type: str, precision: int, unit: str, choices: list[str]
+) -> str:
     """The official MathVista zero-shot query (``evaluation/build_query.py``, shot_type "solution")."""
     if question_type == "multi_choice":
         hint = _HINTS["multi_choice"]
@@ -112,8 +122,22 @@ def convert(record: dict[str, Any], ctx: Ctx) -> Converted:
     image = record.get("decoded_image")
     if image is None:
         image = record.get("image")
-    meta = clean_meta(record, drop=("question", "answer", "choices", "unit", "precision", "question_type",
-                                    "answer_type", "query", "decoded_image", "pid", "question_id"))
+    meta = clean_meta(
+        record,
+        drop=(
+            "question",
+            "answer",
+            "choices",
+            "unit",
+            "precision",
+            "question_type",
+            "answer_type",
+            "query",
+            "decoded_image",
+            "pid",
+            "question_id",
+        ),
+    )
     return Converted(
         id=str(pid),
         body=IMAGE_TOKEN + query,

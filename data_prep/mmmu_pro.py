@@ -25,8 +25,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from data_prep.core import LETTERS, BadRecord, Converted, Ctx, Spec, clean_meta, cli_main, letter_answer
-from data_prep.core import local_holds_one_table, option_lines, require_answer, require_str, sanitize_media_tokens, split_list
+from data_prep.core import (
+    LETTERS,
+    BadRecord,
+    Converted,
+    Ctx,
+    Spec,
+    clean_meta,
+    cli_main,
+    letter_answer,
+    local_holds_one_table,
+    option_lines,
+    require_answer,
+    require_str,
+    sanitize_media_tokens,
+    split_list,
+)
 from data_prep.prompt import IMAGE_TOKEN, MC_HINT
 from data_prep.sources import SourceSpec
 
@@ -54,7 +68,9 @@ def parse_options(value: Any, ctx: Ctx, *, required: bool = True) -> list[str]:
         try:
             opts = ast.literal_eval(value)
         except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
-            raise BadRecord("malformed_options", f"options {value[:80]!r} is not a Python list literal: {exc}") from None
+            raise BadRecord(
+                "malformed_options", f"options {value[:80]!r} is not a Python list literal: {exc}"
+            ) from None
     if not isinstance(opts, (list, tuple)):
         raise BadRecord("malformed_options", f"options is a {type(opts).__name__}, not a list")
     if len(opts) == 1 and isinstance(opts[0], (list, tuple)):
@@ -78,7 +94,9 @@ def _standard_text_and_images(record: dict[str, Any], options: list[str], ctx: C
     def substitute(m: re.Match) -> str:
         k = int(m.group(1))
         if not 1 <= k <= MAX_IMAGES:
-            raise BadRecord("missing_image", f"{m.group(0)} refers to image_{k}; only image_1..image_{MAX_IMAGES} exist")
+            raise BadRecord(
+                "missing_image", f"{m.group(0)} refers to image_{k}; only image_1..image_{MAX_IMAGES} exist"
+            )
         img = record.get(f"image_{k}")
         if img is None or img == "":
             raise BadRecord("missing_image", f"{m.group(0)} is referenced but image_{k} is null")

@@ -21,10 +21,8 @@ import copy
 import json
 from typing import Any
 
-import datasets
 from datasets import Features, Image, List, Value
 
-from reward_fns.schema import DATA_SOURCES
 from reward_fns.schema import EXTRA_INFO_DEFAULTS as VERIFIER_DEFAULTS
 
 #: Keys data prep adds to the verifiers' keys (defaults = the value written when a source has nothing).
@@ -110,4 +108,3 @@ def make_extra_info(meta: dict[str, Any] | None = None, **values: Any) -> dict[s
     if meta is not None:
         out["meta_json"] = json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str)
     return out
-

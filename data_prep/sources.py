@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import datasets
 import pyarrow.parquet as pq
-
 
 BATCH_ROWS = 64  # records read per Arrow batch from local parquet / saved datasets
 KNOWN_SPLITS = ("train", "test", "testmini", "validation", "val", "dev")
@@ -62,10 +62,9 @@ class SourceSpec:
 
 
 def _hf_total(ds: Any, split: str) -> int | None:
-    try:
-        return int(ds.info.splits[split].num_examples)
-    except Exception:
-        return None
+    splits = getattr(getattr(ds, "info", None), "splits", None)  # None for local folders without metadata
+    info = splits.get(split) if splits else None
+    return int(info.num_examples) if info is not None and info.num_examples else None
 
 
 def open_hub(spec: SourceSpec, *, streaming: bool = True, hf_id: str | None = None) -> Source:
@@ -123,8 +122,7 @@ def _select_parquet(files: list[Path], root: Path, spec: SourceSpec) -> list[Pat
         name = f.name
         return (
             name == f"{split}.parquet"
-            or name.startswith(f"{split}-")
-            or name.startswith(f"{split}_")
+            or name.startswith((f"{split}-", f"{split}_"))
             or split in f.relative_to(root).parts[:-1]
         )
 

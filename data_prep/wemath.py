@@ -19,8 +19,20 @@ import re
 import sys
 from typing import Any
 
-from data_prep.core import LETTERS, BadRecord, Converted, Ctx, Spec, clean_meta, cli_main, letter_answer
-from data_prep.core import option_lines, require_answer, require_str, sanitize_media_tokens
+from data_prep.core import (
+    LETTERS,
+    BadRecord,
+    Converted,
+    Ctx,
+    Spec,
+    clean_meta,
+    cli_main,
+    letter_answer,
+    option_lines,
+    require_answer,
+    require_str,
+    sanitize_media_tokens,
+)
 from data_prep.prompt import IMAGE_TOKEN, MC_HINT
 from data_prep.sources import SourceSpec
 
@@ -84,8 +96,9 @@ def convert(record: dict[str, Any], ctx: Ctx) -> Converted:
             "choices": choices,
             "question": question,
         },
-        meta=clean_meta(record, drop=("question", "option", "answer", "image_path", "image",
-                                      "knowledge concept description")),
+        meta=clean_meta(
+            record, drop=("question", "option", "answer", "image_path", "image", "knowledge concept description")
+        ),
     )
 
 

@@ -18,14 +18,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import datasets  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from PIL import Image  # noqa: E402
+import datasets
+import pyarrow.parquet as pq
+from PIL import Image
 
-from data_prep import geometry3k, logicvista, mathverse, mathvision, mathvista, mmmu_pro, wemath  # noqa: E402
-from data_prep.prompt import INSTRUCTION  # noqa: E402
-from data_prep.schema import EXTRA_INFO_DEFAULTS, FEATURES  # noqa: E402
-from reward_fns.schema import DATA_SOURCES  # noqa: E402
+from data_prep import geometry3k, logicvista, mathverse, mathvision, mathvista, mmmu_pro, wemath
+from data_prep.prompt import INSTRUCTION
+from data_prep.schema import EXTRA_INFO_DEFAULTS, FEATURES
+from reward_fns.schema import DATA_SOURCES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,20 +61,21 @@ def expected_skips(stem: str, records: list[dict]) -> dict[str, str]:
             refs = MMMU_REF.findall(r["question"] + r["options"])
             if any(r.get(f"image_{k}") is None for k in refs):
                 out[r["id"]] = "missing_image"
-        elif stem == "mmmu_pro_vision":
-            if r.get("image") is None:
-                out[r["id"]] = "missing_image"
-        elif stem == "logicvista_test":
-            if not r["answer"].strip():
-                out[r["id"]] = "empty_answer"
+        elif stem == "mmmu_pro_vision" and r.get("image") is None:
+            out[r["id"]] = "missing_image"
+        elif stem == "logicvista_test" and not r["answer"].strip():
+            out[r["id"]] = "empty_answer"
     return out
 
 
 def synthetic_geometry3k(root: Path) -> Path:
     """A tiny save_to_disk DatasetDict in the hiyouga/geometry3k schema (no fixture records exist)."""
     feats = datasets.Features(
-        {"images": datasets.List(datasets.Image()), "problem": datasets.Value("string"),
-         "answer": datasets.Value("string")}
+        {
+            "images": datasets.List(datasets.Image()),
+            "problem": datasets.Value("string"),
+            "answer": datasets.Value("string"),
+        }
     )
     train = {
         "images": [[{"bytes": _png((200, 10, 10)), "path": None}], [{"bytes": _png((10, 200, 10)), "path": None}]],
@@ -87,7 +88,10 @@ def synthetic_geometry3k(root: Path) -> Path:
         "answer": ["\\frac{4}{3}"],
     }
     dd = datasets.DatasetDict(
-        {"train": datasets.Dataset.from_dict(train, features=feats), "test": datasets.Dataset.from_dict(test, features=feats)}
+        {
+            "train": datasets.Dataset.from_dict(train, features=feats),
+            "test": datasets.Dataset.from_dict(test, features=feats),
+        }
     )
     path = root / "geometry3k_saved"
     dd.save_to_disk(str(path))
@@ -100,8 +104,18 @@ def prepared(fixtures_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("data_prep_out")
     results = {}
     for stem, (module, folder, extra, _) in RUNS.items():
-        argv = ["--out", str(out), "--local-path", str(fixtures_dir / folder), "--max-skip-frac", "0.5", "--quiet",
-                "--rows-per-group", "4", *extra]
+        argv = [
+            "--out",
+            str(out),
+            "--local-path",
+            str(fixtures_dir / folder),
+            "--max-skip-frac",
+            "0.5",
+            "--quiet",
+            "--rows-per-group",
+            "4",
+            *extra,
+        ]
         results[stem] = module.main(argv)
     g3k = synthetic_geometry3k(tmp_path_factory.mktemp("g3k_src"))
     results["geometry3k"] = geometry3k.main(["--out", str(out), "--local-path", str(g3k), "--quiet"])
@@ -149,8 +163,17 @@ def test_streaming_writes_one_row_group_per_buffer(prepared):
 
 
 def test_default_max_skip_frac_fails_the_run_but_keeps_the_report(fixtures_dir, tmp_path):
-    code = mmmu_pro.main(["--out", str(tmp_path), "--local-path", str(fixtures_dir / "mmmu_pro_standard10"),
-                          "--setting", "standard10", "--quiet"])
+    code = mmmu_pro.main(
+        [
+            "--out",
+            str(tmp_path),
+            "--local-path",
+            str(fixtures_dir / "mmmu_pro_standard10"),
+            "--setting",
+            "standard10",
+            "--quiet",
+        ]
+    )
     assert code == 1
     rep = _report(tmp_path, "mmmu_pro_standard10")
     assert rep["ok"] is False and rep["max_skip_frac"] == 0.05 and rep["skip_frac"] > 0.05
@@ -246,8 +269,14 @@ def test_mathvista_query_is_rebuilt_exactly_when_absent(fixtures_dir):
     from data_prep.mathvista import build_query, parse_precision
 
     for r in _records(fixtures_dir, "mathvista"):
-        rebuilt = build_query(r["question"], r["question_type"], r["answer_type"], parse_precision(r["precision"]),
-                              r["unit"] or "", r["choices"] or [])
+        rebuilt = build_query(
+            r["question"],
+            r["question_type"],
+            r["answer_type"],
+            parse_precision(r["precision"]),
+            r["unit"] or "",
+            r["choices"] or [],
+        )
         assert rebuilt == r["query"], r["pid"]
 
 
@@ -259,7 +288,7 @@ def test_mathvision_rows_have_one_image_and_no_image_tokens(prepared, fixtures_d
     for rid, row in rows.items():
         content = row["prompt"][0]["content"]
         assert len(row["images"]) == 1 and content.startswith("<image>")
-        assert "<image" not in content[len("<image>"):]
+        assert "<image" not in content[len("<image>") :]
         assert row["extra_info"]["question_type"] == ("multi_choice" if recs[rid]["options"] else "free_form")
     assert "\\n" not in rows["2828"]["prompt"][0]["content"]  # literal backslash-n repaired
     assert "the ant walks from home along" in rows["33"]["prompt"][0]["content"]
@@ -323,8 +352,12 @@ def test_mmmu_pro_image_order_duplicates_and_options(fixtures_dir, tmp_path):
         refs = [int(k) for k in MMMU_REF.findall(r["question"] + r["options"])]  # reading order, repeats kept
         got = [img.convert("RGB").getpixel((0, 0)) for img in row["images"]]
         assert got == [colours[(r["id"], k)] for k in refs], r["id"]
-    assert [c for c in rows["test_Music_251"]["extra_info"]["choices"]] == ["<image 4>", "<image 2>", "<image 5>",
-                                                                           "<image 3>"]
+    assert [c for c in rows["test_Music_251"]["extra_info"]["choices"]] == [
+        "<image 4>",
+        "<image 2>",
+        "<image 5>",
+        "<image 3>",
+    ]
     assert rows["validation_Accounting_29"]["extra_info"]["choices"] == ["A", "B", "Not enough information"]
     assert len(rows["test_Computer_Science_61"]["extra_info"]["choices"]) == 12
     assert "L. 8 is the root" in rows["test_Computer_Science_61"]["prompt"][0]["content"]
@@ -339,19 +372,43 @@ def test_mmmu_pro_image_order_duplicates_and_options(fixtures_dir, tmp_path):
 
 def test_python_dash_m_entry_points(fixtures_dir, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    run = subprocess.run(
-        [sys.executable, "-m", "data_prep.all", "--out", str(tmp_path), "--local-root", str(fixtures_dir),
-         "--skip-missing", "--max-skip-frac", "0.5", "--quiet"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+    run = subprocess.run(  # noqa: PLW1510 (return code asserted below)
+        [
+            sys.executable,
+            "-m",
+            "data_prep.all",
+            "--out",
+            str(tmp_path),
+            "--local-root",
+            str(fixtures_dir),
+            "--skip-missing",
+            "--max-skip-frac",
+            "0.5",
+            "--quiet",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert run.returncode == 0, run.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {k for k, v in summary.items() if v["status"] == "ok"} == set(RUNS)
-    assert {k for k, v in summary.items() if v["status"] == "missing"} == {"geometry3k_train", "geometry3k_test",
-                                                                           "mathvision_testmini"}
+    assert {k for k, v in summary.items() if v["status"] == "missing"} == {
+        "geometry3k_train",
+        "geometry3k_test",
+        "mathvision_testmini",
+    }
     # Without hub access and without --local-path: a clear error, exit 2.
-    run = subprocess.run([sys.executable, "-m", "data_prep.logicvista", "--out", str(tmp_path / "hub"), "--quiet"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(  # noqa: PLW1510 (return code asserted below)
+        [sys.executable, "-m", "data_prep.logicvista", "--out", str(tmp_path / "hub"), "--quiet"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2
     assert "lscpku/LogicVista" in run.stderr and "--local-path" in run.stderr
 
@@ -379,8 +436,14 @@ def test_every_file_loads_in_verl_rlhf_dataset(prepared, tiny_vl, tmp_path):
     files = _all_outputs(out)
     # One dataset over all files, as verl builds its validation set: the length filter runs the chat template and the
     # Qwen2.5-VL processor on every row; a row that fails there is dropped, so the length must be unchanged.
-    cfg = OmegaConf.create({"max_prompt_length": 8192, "filter_overlong_prompts": True,
-                            "filter_overlong_prompts_workers": 1, "cache_dir": str(tmp_path / "cache")})
+    cfg = OmegaConf.create(
+        {
+            "max_prompt_length": 8192,
+            "filter_overlong_prompts": True,
+            "filter_overlong_prompts_workers": 1,
+            "cache_dir": str(tmp_path / "cache"),
+        }
+    )
     ds = RLHFDataset([str(f) for f in files], tokenizer, cfg, processor)
     expected = [row for f in files for row in _load(f)]
     assert len(ds) == len(expected)

@@ -13,19 +13,19 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-import datasets  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from PIL import Image  # noqa: E402
+import datasets
+import pyarrow.parquet as pq
+from PIL import Image
 
-from data_prep import geometry3k, logicvista, mathvision, mmmu_pro, wemath  # noqa: E402
-from data_prep.core import BadRecord, Ctx  # noqa: E402
-from data_prep.images import ImageError, to_image_struct  # noqa: E402
-from data_prep.mathverse import parse_choices  # noqa: E402
-from data_prep.mathvision import clean_question  # noqa: E402
-from data_prep.mathvista import parse_precision  # noqa: E402
-from data_prep.mmmu_pro import parse_options  # noqa: E402
-from data_prep.schema import EXTRA_INFO_DEFAULTS, make_extra_info  # noqa: E402
-from data_prep.wemath import parse_option_string  # noqa: E402
+from data_prep import geometry3k, logicvista, mathvision, mmmu_pro, wemath
+from data_prep.core import BadRecord, Ctx
+from data_prep.images import ImageError, to_image_struct
+from data_prep.mathverse import parse_choices
+from data_prep.mathvision import clean_question
+from data_prep.mathvista import parse_precision
+from data_prep.mmmu_pro import parse_options
+from data_prep.schema import EXTRA_INFO_DEFAULTS, make_extra_info
+from data_prep.wemath import parse_option_string
 
 
 def _img(fmt="PNG", size=(40, 30), color=(10, 120, 200)) -> bytes:
@@ -47,13 +47,19 @@ def _report(out, stem):
 @pytest.mark.parametrize(
     "option, expected, irregular",
     [
-        ("A. 300, 400;B. 400, 300;C. 3000, 4000;D. 4000, 3000; E. No correct answer",
-         ["300, 400", "400, 300", "3000, 4000", "4000, 3000", "No correct answer"], False),
+        (
+            "A. 300, 400;B. 400, 300;C. 3000, 4000;D. 4000, 3000; E. No correct answer",
+            ["300, 400", "400, 300", "3000, 4000", "4000, 3000", "No correct answer"],
+            False,
+        ),
         ("A. E;B. I;C. C; D. No correct answer", ["E", "I", "C", "No correct answer"], False),
         ("A. F;    B. D;    C. B;    D. I; E. No correct answer", ["F", "D", "B", "I", "No correct answer"], False),
         ("A. 45° B. 60° ;C. 120°; D. No correct answer", ["45°", "60°", "120°", "No correct answer"], True),
-        ("A. 3, 5, 4; B. 3, 50, 40; C. 300, 50, 40; D. 30, 50, 40.; E. No correct answer",
-         ["3, 5, 4", "3, 50, 40", "300, 50, 40", "30, 50, 40.", "No correct answer"], False),
+        (
+            "A. 3, 5, 4; B. 3, 50, 40; C. 300, 50, 40; D. 30, 50, 40.; E. No correct answer",
+            ["3, 5, 4", "3, 50, 40", "300, 50, 40", "30, 50, 40.", "No correct answer"],
+            False,
+        ),
     ],
 )
 def test_wemath_option_string(option, expected, irregular):
@@ -172,8 +178,9 @@ def _logicvista_folder(tmp_path, records):
 
 
 def test_bad_records_are_skipped_counted_listed_and_fail_the_threshold(tmp_path):
-    good = [{"id": f"g{i}", "imagename": f"g{i}.png", "question": "Which? Select from A-D", "answer": "B"}
-            for i in range(6)]
+    good = [
+        {"id": f"g{i}", "imagename": f"g{i}.png", "question": "Which? Select from A-D", "answer": "B"} for i in range(6)
+    ]
     bad = [
         {"id": "no_file", "imagename": "absent.png", "question": "q", "answer": "A"},
         {"id": "corrupt", "imagename": "corrupt.png", "question": "q", "answer": "A"},
@@ -190,18 +197,28 @@ def test_bad_records_are_skipped_counted_listed_and_fail_the_threshold(tmp_path)
     assert logicvista.main(["--out", str(out), "--local-path", str(src), "--quiet"]) == 1  # 5/12 > 0.05
     rep = _report(out, "logicvista_test")
     assert rep["ok"] is False and rep["records_read"] == 12
-    assert rep["skipped_by_reason"] == {"empty_answer": 1, "empty_question": 1, "invalid_record": 1,
-                                        "missing_image": 1, "undecodable_image": 1}
+    assert rep["skipped_by_reason"] == {
+        "empty_answer": 1,
+        "empty_question": 1,
+        "invalid_record": 1,
+        "missing_image": 1,
+        "undecodable_image": 1,
+    }
     listed = {r["id"]: r["reason"] for r in rep["skipped_records"]}
-    assert listed == {"no_file": "missing_image", "corrupt": "undecodable_image", "empty": "empty_answer",
-                      "no_question": "empty_question", "": "invalid_record"}
+    assert listed == {
+        "no_file": "missing_image",
+        "corrupt": "undecodable_image",
+        "empty": "empty_answer",
+        "no_question": "empty_question",
+        "": "invalid_record",
+    }
     assert all(r["detail"] for r in rep["skipped_records"])
-    assert "line 12" in [r for r in rep["skipped_records"] if r["reason"] == "invalid_record"][0]["detail"]
+    assert "line 12" in next(r for r in rep["skipped_records"] if r["reason"] == "invalid_record")["detail"]
     # Stray media tokens are repaired, never written raw.
     assert rep["repaired_by_rule"] == {"stray_media_token": 2}
     rows = datasets.load_dataset("parquet", data_files=str(out / "logicvista_test.parquet"), split="train")
-    assert sorted(rows["extra_info"], key=lambda e: e["id"])[-1]["id"] == "stray"
-    stray = [r for r in rows if r["extra_info"]["id"] == "stray"][0]["prompt"][0]["content"]
+    assert max(rows["extra_info"], key=lambda e: e["id"])["id"] == "stray"
+    stray = next(r for r in rows if r["extra_info"]["id"] == "stray")["prompt"][0]["content"]
     assert stray.startswith("<image>Compare [image] and [video].") and stray.count("<image>") == 1
     assert len(rows) == 7
 
@@ -229,22 +246,39 @@ def test_wemath_bad_options_and_answer_out_of_range(tmp_path):
 
 
 def test_geometry3k_single_parquet_repairs_and_placeholder_mismatch(tmp_path):
-    feats = datasets.Features({"images": datasets.List(datasets.Image()), "problem": datasets.Value("string"),
-                               "answer": datasets.Value("string")})
+    feats = datasets.Features(
+        {
+            "images": datasets.List(datasets.Image()),
+            "problem": datasets.Value("string"),
+            "answer": datasets.Value("string"),
+        }
+    )
     png = _img("PNG")
     data = {
-        "images": [[{"bytes": png, "path": None}], [{"bytes": _img("GIF"), "path": None}],
-                   [{"bytes": png, "path": None}], [{"bytes": png, "path": None}, {"bytes": png, "path": None}],
-                   [], [{"bytes": png, "path": None}]],
-        "problem": ["<image>Find x.", "<image>Find y.", "Find z (no placeholder).", "<image>Two images, one token.",
-                    "<image>No image.", "<image>Empty answer."],
+        "images": [
+            [{"bytes": png, "path": None}],
+            [{"bytes": _img("GIF"), "path": None}],
+            [{"bytes": png, "path": None}],
+            [{"bytes": png, "path": None}, {"bytes": png, "path": None}],
+            [],
+            [{"bytes": png, "path": None}],
+        ],
+        "problem": [
+            "<image>Find x.",
+            "<image>Find y.",
+            "Find z (no placeholder).",
+            "<image>Two images, one token.",
+            "<image>No image.",
+            "<image>Empty answer.",
+        ],
         "answer": ["3", "4", "5", "6", "7", ""],
     }
     path = tmp_path / "test-00000-of-00001.parquet"
     datasets.Dataset.from_dict(data, features=feats).to_parquet(str(path))
     out = tmp_path / "out"
-    code = geometry3k.main(["--out", str(out), "--local-path", str(path), "--split", "test", "--quiet",
-                            "--max-skip-frac", "0.5"])
+    code = geometry3k.main(
+        ["--out", str(out), "--local-path", str(path), "--split", "test", "--quiet", "--max-skip-frac", "0.5"]
+    )
     assert code == 0
     rep = _report(out, "geometry3k_test")
     assert rep["skipped_by_reason"] == {"empty_answer": 1, "missing_image": 1, "placeholder_mismatch": 1}
@@ -264,28 +298,47 @@ def test_geometry3k_single_parquet_repairs_and_placeholder_mismatch(tmp_path):
 def test_hf_snapshot_parquet_layout_picks_config_and_split(tmp_path):
     """MATH-Vision / MMMU-Pro HF snapshots: images as Image structs pass through byte-identical."""
     jpg = _img("JPEG")
-    mv_feats = datasets.Features({
-        "id": datasets.Value("string"), "question": datasets.Value("string"),
-        "options": datasets.List(datasets.Value("string")), "image": datasets.Value("string"),
-        "decoded_image": datasets.Image(), "answer": datasets.Value("string"), "solution": datasets.Value("string"),
-        "level": datasets.Value("int64"), "subject": datasets.Value("string"),
-    })
+    mv_feats = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "question": datasets.Value("string"),
+            "options": datasets.List(datasets.Value("string")),
+            "image": datasets.Value("string"),
+            "decoded_image": datasets.Image(),
+            "answer": datasets.Value("string"),
+            "solution": datasets.Value("string"),
+            "level": datasets.Value("int64"),
+            "subject": datasets.Value("string"),
+        }
+    )
 
     def mv(ids):
-        return datasets.Dataset.from_dict({
-            "id": ids, "question": [f"Q{i} <image1>" for i in ids], "options": [[] for _ in ids],
-            "image": [f"images/{i}.jpg" for i in ids], "decoded_image": [{"bytes": jpg, "path": None} for _ in ids],
-            "answer": ["1" for _ in ids], "solution": [None for _ in ids], "level": [1 for _ in ids],
-            "subject": ["s" for _ in ids],
-        }, features=mv_feats)
+        return datasets.Dataset.from_dict(
+            {
+                "id": ids,
+                "question": [f"Q{i} <image1>" for i in ids],
+                "options": [[] for _ in ids],
+                "image": [f"images/{i}.jpg" for i in ids],
+                "decoded_image": [{"bytes": jpg, "path": None} for _ in ids],
+                "answer": ["1" for _ in ids],
+                "solution": [None for _ in ids],
+                "level": [1 for _ in ids],
+                "subject": ["s" for _ in ids],
+            },
+            features=mv_feats,
+        )
 
     snap = tmp_path / "MathVision" / "data"
     snap.mkdir(parents=True)
     mv(["1", "2", "3"]).to_parquet(str(snap / "test-00000-of-00001.parquet"))
     mv(["9"]).to_parquet(str(snap / "testmini-00000-of-00001.parquet"))
     out = tmp_path / "out"
-    assert mathvision.main(["--out", str(out), "--local-path", str(tmp_path / "MathVision"), "--split",
-                            "test,testmini", "--quiet"]) == 0
+    assert (
+        mathvision.main(
+            ["--out", str(out), "--local-path", str(tmp_path / "MathVision"), "--split", "test,testmini", "--quiet"]
+        )
+        == 0
+    )
     test_rows = datasets.load_dataset("parquet", data_files=str(out / "mathvision_test.parquet"), split="train")
     mini_rows = datasets.load_dataset("parquet", data_files=str(out / "mathvision_testmini.parquet"), split="train")
     assert [r["extra_info"]["id"] for r in test_rows] == ["1", "2", "3"]
@@ -293,27 +346,53 @@ def test_hf_snapshot_parquet_layout_picks_config_and_split(tmp_path):
     raw = pq.read_table(out / "mathvision_test.parquet").column("images").to_pylist()
     assert all(imgs[0]["bytes"] == jpg for imgs in raw)
 
-    std_feats = datasets.Features({
-        "id": datasets.Value("string"), "question": datasets.Value("string"), "options": datasets.Value("string"),
-        **{f"image_{k}": datasets.Image() for k in range(1, 8)}, "answer": datasets.Value("string"),
-        "subject": datasets.Value("string"),
-    })
-    vis_feats = datasets.Features({"id": datasets.Value("string"), "image": datasets.Image(),
-                                   "options": datasets.Value("string"), "answer": datasets.Value("string")})
+    std_feats = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "question": datasets.Value("string"),
+            "options": datasets.Value("string"),
+            **{f"image_{k}": datasets.Image() for k in range(1, 8)},
+            "answer": datasets.Value("string"),
+            "subject": datasets.Value("string"),
+        }
+    )
+    vis_feats = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "image": datasets.Image(),
+            "options": datasets.Value("string"),
+            "answer": datasets.Value("string"),
+        }
+    )
     png = _img("PNG")
     root = tmp_path / "MMMU_Pro"
     (root / "standard (10 options)").mkdir(parents=True)
     (root / "vision").mkdir()
-    datasets.Dataset.from_dict({
-        "id": ["s1"], "question": ["See <image 2> then <image 1>."], "options": ["['x', 'y', 'z']"],
-        "image_1": [{"bytes": png, "path": None}], "image_2": [{"bytes": jpg, "path": None}],
-        **{f"image_{k}": [None] for k in range(3, 8)}, "answer": ["C"], "subject": ["Art"],
-    }, features=std_feats).to_parquet(str(root / "standard (10 options)" / "test-00000-of-00001.parquet"))
-    datasets.Dataset.from_dict({"id": ["v1", "v2"], "image": [{"bytes": png, "path": None}] * 2,
-                                "options": ["['x', 'y']", "['x', 'y']"], "answer": ["B", "A"]},
-                               features=vis_feats).to_parquet(str(root / "vision" / "test-00000-of-00001.parquet"))
-    assert mmmu_pro.main(["--out", str(out), "--local-path", str(root), "--setting", "standard10,vision",
-                          "--quiet"]) == 0
+    datasets.Dataset.from_dict(
+        {
+            "id": ["s1"],
+            "question": ["See <image 2> then <image 1>."],
+            "options": ["['x', 'y', 'z']"],
+            "image_1": [{"bytes": png, "path": None}],
+            "image_2": [{"bytes": jpg, "path": None}],
+            **{f"image_{k}": [None] for k in range(3, 8)},
+            "answer": ["C"],
+            "subject": ["Art"],
+        },
+        features=std_feats,
+    ).to_parquet(str(root / "standard (10 options)" / "test-00000-of-00001.parquet"))
+    datasets.Dataset.from_dict(
+        {
+            "id": ["v1", "v2"],
+            "image": [{"bytes": png, "path": None}] * 2,
+            "options": ["['x', 'y']", "['x', 'y']"],
+            "answer": ["B", "A"],
+        },
+        features=vis_feats,
+    ).to_parquet(str(root / "vision" / "test-00000-of-00001.parquet"))
+    assert (
+        mmmu_pro.main(["--out", str(out), "--local-path", str(root), "--setting", "standard10,vision", "--quiet"]) == 0
+    )
     (std,) = pq.read_table(out / "mmmu_pro_standard10.parquet").to_pylist()
     assert [im["bytes"] for im in std["images"]] == [jpg, png]  # reading order of <image k>
     assert std["prompt"][0]["content"].startswith("See <image> then <image>.\nA. x\nB. y\nC. z\n")
@@ -330,8 +409,10 @@ def test_limit_and_official_json_keyed_by_id(tmp_path):
         records[f"v1_{i}"] = {"imagename": f"v1_{i}.png", "question": f"Q{i}? Select from A-D", "answer": "A, C"}
     (data / "dataset.json").write_text(json.dumps(records))
     out = tmp_path / "out"
-    assert logicvista.main(["--out", str(out), "--local-path", str(tmp_path / "LogicVista"), "--limit", "3",
-                            "--quiet"]) == 0
+    assert (
+        logicvista.main(["--out", str(out), "--local-path", str(tmp_path / "LogicVista"), "--limit", "3", "--quiet"])
+        == 0
+    )
     rows = datasets.load_dataset("parquet", data_files=str(out / "logicvista_test.parquet"), split="train")
     assert [r["extra_info"]["id"] for r in rows] == ["v1_0", "v1_1", "v1_2"]
     assert {r["extra_info"]["answer_type"] for r in rows} == {"letter_set"}
@@ -342,16 +423,29 @@ def test_hub_code_path_streams_with_undecoded_images(tmp_path):
     """``--hf-id`` takes anything ``datasets.load_dataset`` takes; a local snapshot folder exercises the exact
     streaming path used for the Hub (IterableDataset, ``decode(False)``) offline."""
     png = _img("PNG")
-    feats = datasets.Features({"ID": datasets.Value("string"), "key": datasets.Value("string"),
-                               "question": datasets.Value("string"), "option": datasets.Value("string"),
-                               "answer": datasets.Value("string"), "image_path": datasets.Image()})
+    feats = datasets.Features(
+        {
+            "ID": datasets.Value("string"),
+            "key": datasets.Value("string"),
+            "question": datasets.Value("string"),
+            "option": datasets.Value("string"),
+            "answer": datasets.Value("string"),
+            "image_path": datasets.Image(),
+        }
+    )
     snap = tmp_path / "We-Math"
     (snap / "data").mkdir(parents=True)
-    datasets.Dataset.from_dict({
-        "ID": ["2steps_1", "2steps_1"], "key": ["2steps_1", "2steps_multi"], "question": ["Q1", "Q2"],
-        "option": ["A. 1;B. 2", "A. 3; B. 4; C. 5"], "answer": ["A", "C"],
-        "image_path": [{"bytes": png, "path": "1-1.png"}, {"bytes": png, "path": "1-multi.png"}],
-    }, features=feats).to_parquet(str(snap / "data" / "testmini-00000-of-00001.parquet"))
+    datasets.Dataset.from_dict(
+        {
+            "ID": ["2steps_1", "2steps_1"],
+            "key": ["2steps_1", "2steps_multi"],
+            "question": ["Q1", "Q2"],
+            "option": ["A. 1;B. 2", "A. 3; B. 4; C. 5"],
+            "answer": ["A", "C"],
+            "image_path": [{"bytes": png, "path": "1-1.png"}, {"bytes": png, "path": "1-multi.png"}],
+        },
+        features=feats,
+    ).to_parquet(str(snap / "data" / "testmini-00000-of-00001.parquet"))
     out = tmp_path / "out"
     assert wemath.main(["--out", str(out), "--hf-id", str(snap), "--quiet"]) == 0
     rep = _report(out, "wemath_testmini")
@@ -368,10 +462,12 @@ def test_image_root_option(tmp_path):
     elsewhere = tmp_path / "pictures"
     elsewhere.mkdir()
     (elsewhere / "v1_0.png").write_bytes(_img())
-    (src / "records.jsonl").write_text(json.dumps({"id": "v1_0", "imagename": "v1_0.png", "question": "Q? A-D",
-                                                   "answer": "B"}) + "\n")
+    (src / "records.jsonl").write_text(
+        json.dumps({"id": "v1_0", "imagename": "v1_0.png", "question": "Q? A-D", "answer": "B"}) + "\n"
+    )
     out = tmp_path / "out"
     assert logicvista.main(["--out", str(out), "--local-path", str(src), "--quiet"]) == 1  # image not found
     assert _report(out, "logicvista_test")["skipped_by_reason"] == {"missing_image": 1}
-    assert logicvista.main(["--out", str(out), "--local-path", str(src), "--image-root", str(elsewhere),
-                            "--quiet"]) == 0
+    assert (
+        logicvista.main(["--out", str(out), "--local-path", str(src), "--image-root", str(elsewhere), "--quiet"]) == 0
+    )
