@@ -128,6 +128,7 @@ class Spec:
     source: SourceSpec
     convert: Callable[[dict[str, Any], Ctx], Converted]
     id_field: str = "id"  # used to name a record in the report when conversion fails early
+    report_id: Callable[[dict[str, Any]], str] | None = None  # overrides id_field (e.g. We-Math "ID|key")
 
     def __post_init__(self) -> None:
         if self.data_source not in DATA_SOURCES:
@@ -240,6 +241,8 @@ class _RowGroupWriter:
 
 
 def _record_id(record: dict[str, Any], spec: Spec) -> str:
+    if spec.report_id is not None and isinstance(record, dict) and "__invalid__" not in record:
+        return str(spec.report_id(record))
     for key in (spec.id_field, "id", "pid", "sample_index", "ID"):
         v = record.get(key) if isinstance(record, dict) else None
         if v is not None and not isinstance(v, (dict, list, bytes)):

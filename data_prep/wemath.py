@@ -114,6 +114,7 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
             source=SourceSpec(HF_ID, None, SPLIT, OFFICIAL_FILES),
             convert=convert,
             id_field="ID",
+            report_id=lambda r: f"{r.get('ID')}|{r.get('key')}",
         )
     ]
 

@@ -240,6 +240,7 @@ def test_wemath_bad_options_and_answer_out_of_range(tmp_path):
     assert wemath.main(["--out", str(tmp_path / "o"), "--local-path", str(src), "--quiet"]) == 1
     rep = _report(tmp_path / "o", "wemath_testmini")
     assert rep["skipped_by_reason"] == {"malformed_options": 2} and rep["rows_written"] == 1
+    assert {r["id"] for r in rep["skipped_records"]} == {"2steps_1|out_of_range", "2steps_1|no_markers"}
 
 
 # --------------------------------------------------------------------------------------------------- Geometry3K
