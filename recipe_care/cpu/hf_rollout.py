@@ -190,20 +190,25 @@ class HFCPUServer:
     # weight sync
     # ----------------------------------------------------------------------------------------------------------------
 
-    @torch.no_grad()
+    def _copy_weights(self, named_tensors: dict[str, torch.Tensor]) -> float:
+        own = self.model.state_dict()
+        max_delta = 0.0
+        with torch.no_grad():
+            for name, tensor in named_tensors.items():
+                target = own[self._key_map[name]]
+                source = tensor.to(dtype=target.dtype)
+                if target.numel():
+                    max_delta = max(max_delta, (target - source).abs().max().item())
+                target.copy_(source)
+        return max_delta
+
     async def update_weights(self, named_tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
         """Copy the actor's full tensors (HF checkpoint names) into the served model; fail on unknown names."""
         unknown = sorted(set(named_tensors) - set(self._key_map))
         if unknown:
             raise KeyError(f"hfcpu update_weights: {len(unknown)} unknown parameter names, e.g. {unknown[:3]}")
         async with self._lock:
-            own = self.model.state_dict()
-            max_delta = 0.0
-            for name, tensor in named_tensors.items():
-                target = own[self._key_map[name]]
-                source = tensor.to(dtype=target.dtype)
-                max_delta = max(max_delta, (target - source).abs().max().item() if target.numel() else 0.0)
-                target.copy_(source)
+            max_delta = self._copy_weights(named_tensors)
         self.last_update = {"tensors": len(named_tensors), "of": len(self._key_map), "max_abs_delta": max_delta}
         print(
             f"[hfcpu] update_weights: {len(named_tensors)}/{len(self._key_map)} tensors, "
@@ -298,7 +303,6 @@ class HFCPUServerAdapter(BaseRollout):
     async def release(self):
         return None
 
-    @torch.no_grad()
     async def update_weights(
         self,
         weights: Generator[tuple[str, torch.Tensor], None, None],
@@ -309,10 +313,11 @@ class HFCPUServerAdapter(BaseRollout):
         if wire_format != "named_tensors":
             raise NotImplementedError(f"hfcpu rollout takes full named tensors, got wire_format={wire_format!r}")
         named = {}
-        for name, tensor in weights:
-            if hasattr(tensor, "full_tensor"):
-                tensor = tensor.full_tensor()
-            named[name] = tensor.detach().to("cpu").clone()
+        with torch.no_grad():
+            for name, tensor in weights:
+                if hasattr(tensor, "full_tensor"):
+                    tensor = tensor.full_tensor()
+                named[name] = tensor.detach().to("cpu").clone()
         server = self._server_handle()
         await server.update_weights.remote(named)
         if global_steps is not None:
