@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from reward_fns.normalize import repair_control_chars
+
 # Loose tag matcher for extraction (tolerates "< answer >", "</ Answer>").
 _TAG_RE = re.compile(r"<\s*(/?)\s*(think|answer)\s*>", re.IGNORECASE)
 # \boxed{ / \boxed { / \fbox{ — the brace position is what matters.
@@ -148,7 +150,7 @@ def extract_final(response: object, *, prose: bool = False) -> Extraction:
     content → last ``\\boxed{}`` anywhere. With ``prose=True`` (official modes) also ``the answer is X`` and
     finally the last non-empty line of the response.
     """
-    text = as_text(response)
+    text = repair_control_chars(as_text(response))  # "\x0crac" is a \frac whose backslash became a form feed
     if not text.strip():
         return Extraction(None, "none")
     region = answer_region(text)

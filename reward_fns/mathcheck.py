@@ -7,10 +7,10 @@ Why it is safe to call from verl's reward threads:
   1. the *input* is bounded before sympy ever sees it (``sympy_safe``): at most ``MAX_MATH_CHARS`` characters,
      balanced and shallow braces, no power towers, no huge exponents or factorials, no sums/products/integrals/
      limits/binomials — the things that make sympy spin inside C big-int code, where nothing can interrupt it;
-  2. a thread-local CPU-time budget (``SYMPY_BUDGET_S`` per ``compute_score`` call, counted with
-     ``time.thread_time`` so other threads do not eat it): while sympy runs, a ``sys.settrace`` hook on the calling
-     thread only checks the budget on Python calls and raises ``SympyBudgetExceeded`` (a ``BaseException``, so the
-     libraries' ``except Exception`` clauses do not swallow it) → "not equal", never cached.
+  2. a CPU-time budget per ``compute_score`` call (``SYMPY_BUDGET_S``, all comparisons together, counted on the
+     calling thread's own CPU clock): each sympy call runs under ``reward_fns.deadline.run_with_cpu_limit``, which
+     interrupts it from a watchdog thread with a thread-targeted asynchronous exception → "not equal", never
+     cached.
   Everything that fails the guard is compared by exact string match only.
 * All sympy work runs under one process-wide lock (sympy/antlr caches are shared state; the GIL serialises the
   CPU work anyway), and every exception is swallowed into "not equal" (model output must never crash training).
@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import logging
 import re
-import sys
 import threading
 import time
 
@@ -32,18 +30,15 @@ from mathruler.grader import grade_answer as _mathruler_grade
 from math_verify import parse as _mv_parse
 from math_verify import verify as _mv_verify
 
+from reward_fns.deadline import BudgetExceeded as SympyBudgetExceeded
+from reward_fns.deadline import run_with_cpu_limit
 from reward_fns.normalize import clean_answer, numbers_close, squash, to_number
 
 MAX_MATH_CHARS = 160
 MAX_DEPTH = 8
-SYMPY_BUDGET_S = 0.3  # CPU seconds of sympy work allowed per compute_score call (all comparisons together)
+SYMPY_BUDGET_S = 0.5  # CPU seconds of sympy work allowed per compute_score call (all comparisons together)
 _SYMPY_LOCK = threading.Lock()
 _BUDGET = threading.local()
-_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
-
-
-class SympyBudgetExceeded(BaseException):
-    """Raised inside sympy by the trace hook when the calling thread's budget is spent."""
 
 
 @contextlib.contextmanager
@@ -67,29 +62,13 @@ def _run_limited(fn, *args):
         remaining = getattr(_BUDGET, "remaining", None)
         if remaining is None:
             remaining = SYMPY_BUDGET_S
-        if remaining <= 0:
-            raise SympyBudgetExceeded
         start = time.thread_time()
-        end = start + remaining
-        calls = 0
-
-        def tracer(frame, event, arg):  # 'call' events only: returning None disables per-line tracing
-            nonlocal calls
-            calls += 1
-            # Never raise into a generator frame: if it is being finalised the exception would be ignored and the
-            # hook (which CPython removes after any raise) lost. The next plain call raises instead.
-            if not calls & 63 and not frame.f_code.co_flags & _GENERATOR_FLAGS and time.thread_time() > end:
-                raise SympyBudgetExceeded
-            return None
-
-        previous = sys.gettrace()
-        sys.settrace(tracer)
         try:
-            return fn(*args)
+            return run_with_cpu_limit(remaining, fn, *args)
         finally:
-            sys.settrace(previous)
             if getattr(_BUDGET, "remaining", None) is not None:
                 _BUDGET.remaining = remaining - (time.thread_time() - start)
+
 
 _FORBIDDEN_RE = re.compile(
     r"\\(?:sum|prod|coprod|int|iint|iiint|oint|lim|limsup|liminf|binom|dbinom|tbinom|choose|Gamma|zeta|"

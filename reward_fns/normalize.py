@@ -80,9 +80,17 @@ def unwrap_text(text: str) -> str:
     return text.replace("**", "").replace("__", "")
 
 
+def repair_control_chars(text: str) -> str:
+    """Undo LaTeX commands whose backslash became a control character (``\\f``rac → form feed + ``rac``)."""
+    if text.isprintable():
+        return text
+    text = text.replace("\x0c", "\\f").replace("\x08", "\\b").replace("\x07", "\\a").replace("\x0b", "\\v")
+    return re.sub(r"\t(?=[a-z]{2})", r"\\t", text)
+
+
 def clean_answer(text: str) -> str:
     """Common cleanup for an extracted answer or a ground truth (keeps the math, drops the decoration)."""
-    text = fix_unicode(text)
+    text = fix_unicode(repair_control_chars(text))
     text = strip_math_delims(text)
     text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     text = _SPACING_RE.sub(" ", text)
@@ -175,8 +183,7 @@ _BRACE_UNIT_RE = re.compile(r"(?<![A-Za-z\\])\{\s*(?:degrees?|square\s*inches|sq
 def clean_ground_truth(gt: str) -> str:
     """Repair known dirt: ``\\x0c`` for ``\\f`` (``\\frac``), ``$…$``, an enclosing ``\\boxed{}``, trailing spaces,
     unit words in braces (``69{degrees}``, ``8\\sqrt{3}{squareinches}``)."""
-    text = gt.replace("\x0c", "\\f").replace("\x08", "\\b").replace("\x07", "\\a").replace("\x0b", "\\v")
-    text = re.sub(r"\t(?=[a-z]{2})", r"\\t", text).strip()
+    text = repair_control_chars(gt).strip()
     text = strip_math_delims(text)
     boxed = re.fullmatch(r"\\boxed\s*\{(.*)\}", text, flags=re.S)
     if boxed:

@@ -47,6 +47,7 @@ def _train(response: str, gold: str, info, letters) -> Verdict:
         return Verdict(False, True, short(answer))
     if letters is not None:
         return letter_verdict(answer, letters, info.choices, max(len(info.choices), 5))
+    answer = clean_ground_truth(answer)  # the same dirt ($…$, units in braces) is harmless to drop from answers
     return Verdict(any(math_equal(answer, g) for g in _aliases(gold)), True, short(answer))
 
 
