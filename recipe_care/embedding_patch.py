@@ -1,0 +1,404 @@
+"""Policy hidden-state embeddings for CARE's hard-negative selection, computed inside verl's old-log-prob pass.
+
+verl 0.9.1 has no way to return hidden states from ``compute_log_prob``. Two small, named patches add one, and only
+for ``algorithm.adv_estimator=care`` with ``algorithm.care.similarity`` ``auto`` or ``hidden`` (every other run goes
+through verl's original functions unchanged):
+
+1. TaskRunner, ``verl.trainer.ppo.ray_trainer.RayPPOTrainer._compute_old_log_prob``: builds the pooling mask (the
+   ``<think>`` tokens of each response, found with the trainer's tokenizer, else the whole response) in verl's
+   no-padding layout and adds it as the tensor key ``care_pool_mask`` to the TensorDict that verl sends to
+   ``actor_rollout_wg.compute_log_prob`` (for the duration of this call only, the worker-group method is wrapped on
+   the instance); the workers return ``care_embeddings`` next to ``log_probs``, and the wrapper adds that ``[N, H]``
+   float32 tensor to the returned DataProto, which ``fit()`` unions into the batch, where the ``care`` estimator
+   reads it (``recipe_care.verl_adapter``).
+2. Workers, ``verl.workers.engine.fsdp.transformer_impl.FSDPEngineWithLMHead.forward_step``: when the micro-batch
+   carries ``care_pool_mask`` (the flag), a forward pre-hook on the policy's ``lm_head`` (its input is the
+   last-layer hidden state after the final norm) pools each sample's hidden states over the mask while verl's own
+   forward runs, for the remove-padding (packed) and the padded layout, Ulysses sequence-parallel shards included,
+   and the ``[b, H]`` result goes into the micro-batch's ``model_output``. verl's micro-batching (static or dynamic
+   batch size), ``postprocess_batch_func`` (reordering), ``_postprocess_output`` and the data-parallel collect then
+   carry it back like ``log_probs``. The hook exists only during that forward.
+
+No extra forward pass: the cost is a gather of the think-token rows of the hidden states and a float32 sum per
+micro-batch, and ``N x H`` floats in the batch. Both patches are applied at import time of their module by a post-import
+hook (``install()``), in every process where the ``verl.plugins`` entry point runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.abc
+import logging
+import sys
+from typing import Any, Optional
+
+import torch
+
+from recipe_care.embeddings import (
+    finish_mean,
+    packed_partial_sums,
+    packed_pool_mask,
+    padded_from_packed,
+    pool_packed,
+    pool_padded,
+    response_pool_mask,
+    sequence_pool_mask,
+)
+
+logger = logging.getLogger("recipe_care")
+
+MASK_KEY = "care_pool_mask"
+EMBEDDING_KEY = "care_embeddings"  # == recipe_care.verl_adapter.EMBEDDING_KEY (checked by the tests)
+
+ENGINE_MODULE = "verl.workers.engine.fsdp.transformer_impl"
+TRAINER_MODULE = "verl.trainer.ppo.ray_trainer"
+PATCHED_SYMBOLS = (
+    (ENGINE_MODULE, "FSDPEngineWithLMHead.forward_step"),
+    (TRAINER_MODULE, "RayPPOTrainer._compute_old_log_prob"),
+)
+SUPPORTED_STRATEGIES = ("fsdp", "fsdp2")
+_MARK = "__care_embeddings_patched__"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# configuration (TaskRunner)
+# --------------------------------------------------------------------------------------------------------------
+def _get(node: Any, key: str, default: Any = None) -> Any:
+    if node is None:
+        return default
+    getter = getattr(node, "get", None)
+    if getter is not None:
+        value = getter(key, default)
+    else:
+        value = getattr(node, key, default)
+    return default if value is None else value
+
+
+def similarity_mode(config: Any) -> Optional[str]:
+    """``algorithm.care.similarity`` of a ``care`` run (validated by ``CareConfig``); None for other estimators."""
+    algorithm = _get(config, "algorithm")
+    estimator = _get(algorithm, "adv_estimator")
+    if str(getattr(estimator, "value", estimator)) != "care":
+        return None
+    from recipe_care.config import CareConfig
+
+    return CareConfig.from_omegaconf(_get(algorithm, "care")).similarity
+
+
+def embeddings_enabled(config: Any) -> bool:
+    """True for ``adv_estimator=care`` with ``algorithm.care.similarity`` other than ``ngram``."""
+    mode = similarity_mode(config)
+    return mode is not None and mode != "ngram"
+
+
+def unsupported_reason(config: Any) -> Optional[str]:
+    """Why the in-pass embeddings cannot run with this config (None when they can)."""
+    actor = _get(_get(config, "actor_rollout_ref"), "actor")
+    model = _get(_get(config, "actor_rollout_ref"), "model")
+    strategy = str(_get(actor, "strategy", "fsdp"))
+    if strategy not in SUPPORTED_STRATEGIES:
+        return (f"actor_rollout_ref.actor.strategy={strategy}: the hidden-state embeddings hook into verl's FSDP "
+                f"engine only (use fsdp or fsdp2)")
+    if bool(_get(model, "use_fused_kernels", False)):
+        return ("actor_rollout_ref.model.use_fused_kernels=True: the fused log-prob kernels never call lm_head, "
+                "whose input the embeddings pool (set actor_rollout_ref.model.use_fused_kernels=False)")
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# TaskRunner side: the pooling mask in, the embeddings out
+# --------------------------------------------------------------------------------------------------------------
+def build_pool_mask(batch: Any) -> torch.Tensor:
+    """Jagged nested ``[N, j]`` float32 pooling mask of a rollout DataProto, in the layout of verl's
+    ``left_right_2_no_padding`` (same per-sample lengths as the packed ``input_ids``)."""
+    from recipe_care.verl_adapter import RUNTIME
+
+    responses = batch.batch["responses"]
+    attention_mask = batch.batch["attention_mask"]
+    valid = attention_mask[:, -responses.shape[1]:].to(torch.bool)
+    parser = RUNTIME.span_parser()
+    think = None
+    if parser is None:
+        RUNTIME.warn_once(
+            "embedding_spans",
+            "no tokenizer is known in this process, so the hidden-state embeddings pool whole responses instead "
+            "of their <think> spans.",
+        )
+    else:
+        think = parser.parse(responses, valid).think_mask
+    response_mask = response_pool_mask(think, valid)
+    return packed_pool_mask(sequence_pool_mask(response_mask, attention_mask), attention_mask)
+
+
+def attach_pool_mask(data: Any, mask: torch.Tensor) -> None:
+    """Add the mask to the no-padding TensorDict sent to ``compute_log_prob`` (after checking the layouts agree)."""
+    input_ids = data["input_ids"]
+    if not getattr(input_ids, "is_nested", False):
+        raise RuntimeError("CARE embeddings: compute_log_prob received padded input_ids; expected verl's no-padding "
+                           "layout (left_right_2_no_padding)")
+    if not torch.equal(input_ids.offsets().cpu(), mask.offsets().cpu()):
+        raise RuntimeError("CARE embeddings: the pooling mask does not line up with the packed input_ids "
+                           f"(lengths {mask.offsets().diff().tolist()[:8]} vs "
+                           f"{input_ids.offsets().diff().tolist()[:8]})")
+    data[MASK_KEY] = mask
+
+
+def embeddings_from_output(output: Any, n: int) -> Optional[torch.Tensor]:
+    """The ``[N, H]`` float32 embeddings in a ``compute_log_prob`` output TensorDict (None when absent)."""
+    if output is None or EMBEDDING_KEY not in output.keys():
+        return None
+    emb = output[EMBEDDING_KEY]
+    if getattr(emb, "is_nested", False):
+        emb = torch.stack(list(emb.unbind()))
+    emb = emb.to(torch.float32)
+    if emb.dim() != 2 or emb.shape[0] != n:
+        raise RuntimeError(f"CARE embeddings: expected [{n}, H] from the workers, got {tuple(emb.shape)}")
+    return emb
+
+
+@contextlib.contextmanager
+def _capture_log_prob_call(worker_group: Any, mask: torch.Tensor, n: int):
+    """Wrap ``worker_group.compute_log_prob`` on the instance for one ``_compute_old_log_prob`` call."""
+    name = "compute_log_prob"
+    inner = getattr(worker_group, name)
+    own = name in vars(worker_group)
+    captured: dict = {}
+
+    @functools.wraps(inner)
+    def compute_log_prob(data, *args, **kwargs):
+        attach_pool_mask(data, mask)
+        output = inner(data, *args, **kwargs)
+        captured["embeddings"] = embeddings_from_output(output, n)
+        return output
+
+    setattr(worker_group, name, compute_log_prob)
+    try:
+        yield captured
+    finally:
+        if own:
+            setattr(worker_group, name, inner)
+        else:
+            delattr(worker_group, name)
+
+
+def _missing_embeddings(mode: str, reason: str) -> None:
+    if mode == "hidden":
+        raise RuntimeError(f"CARE: algorithm.care.similarity=hidden, but {reason}. Set "
+                           "algorithm.care.similarity=auto (n-gram fallback) or ngram.")
+    from recipe_care.verl_adapter import RUNTIME
+
+    RUNTIME.warn_once("embedding_missing", f"no policy hidden-state embeddings: {reason}. Hard negatives fall back "
+                                           "to n-gram similarity (algorithm.care.similarity=auto).")
+
+
+def _patch_compute_old_log_prob(module: Any) -> None:
+    cls = module.RayPPOTrainer
+    original = cls._compute_old_log_prob
+
+    @functools.wraps(original)
+    def _compute_old_log_prob(self, batch, *args, **kwargs):
+        mode = similarity_mode(self.config)
+        if mode is None or mode == "ngram":
+            return original(self, batch, *args, **kwargs)
+        reason = unsupported_reason(self.config)
+        if reason is not None:
+            _missing_embeddings(mode, reason)
+            return original(self, batch, *args, **kwargs)
+        mask = build_pool_mask(batch)
+        n = len(batch)
+        with _capture_log_prob_call(self.actor_rollout_wg, mask, n) as captured:
+            result = original(self, batch, *args, **kwargs)
+        embeddings = captured.get("embeddings")
+        if embeddings is None:
+            _missing_embeddings(mode, "the actor workers returned none (is recipe_care's verl plugin loaded in the "
+                                      "Ray workers? VERL_USE_EXTERNAL_PLUGINS must allow it)")
+            return result
+        old_log_prob = result[0] if isinstance(result, tuple) else result
+        old_log_prob.batch[EMBEDDING_KEY] = embeddings
+        return result
+
+    setattr(_compute_old_log_prob, _MARK, True)
+    cls._compute_old_log_prob = _compute_old_log_prob
+
+
+# --------------------------------------------------------------------------------------------------------------
+# worker side: pool inside the FSDP engine's forward
+# --------------------------------------------------------------------------------------------------------------
+def output_head(module: torch.nn.Module) -> torch.nn.Module:
+    """The policy's ``lm_head`` (FSDP1 wrapper, FSDP2 module or plain HF model)."""
+    model = module
+    while True:
+        inner = getattr(model, "_fsdp_wrapped_module", None)
+        if not isinstance(inner, torch.nn.Module):
+            break
+        model = inner
+    getter = getattr(model, "get_output_embeddings", None)
+    head = getter() if callable(getter) else None
+    if isinstance(head, torch.nn.Module):
+        return head
+    for name, sub in module.named_modules():
+        if name.split(".")[-1] == "lm_head":
+            return sub
+    raise RuntimeError(f"CARE embeddings: no lm_head found in {type(model).__name__}")
+
+
+class HiddenStatePooler:
+    """Pools the ``lm_head`` input of one micro-batch forward over the CARE mask.
+
+    ``mask``: jagged nested ``[b, j]`` weights with the packed per-sample lengths of the micro-batch. Layouts:
+    remove-padding ``[1, total_nnz + pad, H]`` (or one contiguous Ulysses shard of it: ``sp_group`` set), padded
+    ``[b, max_len, H]`` (right-padded valid tokens, as ``prepare_model_inputs`` builds it).
+    """
+
+    def __init__(self, mask: torch.Tensor, remove_padding: bool, sp_group: Any = None):
+        self.values = mask.values()
+        self.lengths = mask.offsets().diff()
+        self.remove_padding = remove_padding
+        self.sp_group = sp_group
+        self.calls = 0
+        self.embeddings: Optional[torch.Tensor] = None
+
+    def _pool(self, hidden: torch.Tensor) -> torch.Tensor:
+        if not self.remove_padding:
+            if hidden.dim() != 3 or hidden.shape[0] != self.lengths.numel():
+                raise RuntimeError(f"CARE embeddings: padded hidden states {tuple(hidden.shape)} for "
+                                   f"{self.lengths.numel()} samples")
+            mask = padded_from_packed(self.values.to(hidden.device), self.lengths, hidden.shape[1])
+            return pool_padded(hidden, mask)
+        if self.sp_group is None:
+            return pool_packed(hidden, self.values, self.lengths)
+        import torch.distributed as dist
+
+        rank = dist.get_rank(group=self.sp_group)
+        local = hidden.shape[-2]
+        sums, counts = packed_partial_sums(hidden, self.values, self.lengths, start=rank * local)
+        dist.all_reduce(sums, group=self.sp_group)
+        dist.all_reduce(counts, group=self.sp_group)
+        expected = torch.zeros_like(counts)
+        expected.index_add_(0, torch.repeat_interleave(torch.arange(self.lengths.numel(), device=counts.device),
+                                                        self.lengths.to(counts.device)),
+                            self.values.to(device=counts.device, dtype=torch.float32))
+        if not torch.allclose(counts, expected):
+            raise RuntimeError("CARE embeddings: the sequence-parallel shards do not cover the packed sequence")
+        return finish_mean(sums, counts)
+
+    def hook(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            hidden = args[0] if args else kwargs.get("input")
+            with torch.no_grad():
+                self.embeddings = self._pool(hidden.detach())
+
+    @contextlib.contextmanager
+    def attached(self, module: torch.nn.Module):
+        handle = output_head(module).register_forward_pre_hook(self.hook, with_kwargs=True)
+        try:
+            yield self
+        finally:
+            handle.remove()
+
+    def result(self) -> torch.Tensor:
+        if self.calls != 1 or self.embeddings is None:
+            raise RuntimeError(
+                f"CARE embeddings: lm_head ran {self.calls} times in one micro-batch forward (expected once). The "
+                "fused log-prob kernels skip lm_head: set actor_rollout_ref.model.use_fused_kernels=False, or "
+                "algorithm.care.similarity=ngram."
+            )
+        return self.embeddings
+
+
+def _patch_forward_step(module: Any) -> None:
+    cls = module.FSDPEngineWithLMHead
+    original = cls.forward_step
+    from verl.utils import tensordict_utils as tu
+
+    @functools.wraps(original)
+    def forward_step(self, micro_batch, loss_function, forward_only):
+        if MASK_KEY not in micro_batch.keys():
+            return original(self, micro_batch, loss_function, forward_only)
+        if not forward_only:
+            raise RuntimeError(f"CARE embeddings: '{MASK_KEY}' is meant for compute_log_prob, not a training step")
+        remove_padding = bool(tu.get_non_tensor_data(data=micro_batch, key="use_remove_padding", default=True))
+        sp_group = getattr(self, "ulysses_parallel_group", None) if getattr(self, "use_ulysses_sp", False) else None
+        pooler = HiddenStatePooler(micro_batch[MASK_KEY], remove_padding=remove_padding, sp_group=sp_group)
+        with pooler.attached(self.module):
+            loss, output = original(self, micro_batch, loss_function, forward_only)
+        output["model_output"][EMBEDDING_KEY] = pooler.result()
+        return loss, output
+
+    setattr(forward_step, _MARK, True)
+    cls.forward_step = forward_step
+
+
+# --------------------------------------------------------------------------------------------------------------
+# installation
+# --------------------------------------------------------------------------------------------------------------
+def patch_engine(module: Any) -> None:
+    if not getattr(module.FSDPEngineWithLMHead.forward_step, _MARK, False):
+        _patch_forward_step(module)
+
+
+def patch_trainer(module: Any) -> None:
+    if not getattr(module.RayPPOTrainer._compute_old_log_prob, _MARK, False):
+        _patch_compute_old_log_prob(module)
+
+
+_TARGETS = {ENGINE_MODULE: patch_engine, TRAINER_MODULE: patch_trainer}
+
+
+def is_patched(module: Any) -> bool:
+    if module.__name__ == ENGINE_MODULE:
+        return bool(getattr(module.FSDPEngineWithLMHead.forward_step, _MARK, False))
+    return bool(getattr(module.RayPPOTrainer._compute_old_log_prob, _MARK, False))
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    def __init__(self, inner: Any, patch: Any):
+        self._inner, self._patch = inner, patch
+
+    def create_module(self, spec):
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module):
+        self._inner.exec_module(module)
+        self._patch(module)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+class _EmbeddingPostImportHook(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: wraps the loader of the two target modules so the patches run right after they execute.
+    Re-entrant calls (another post-import hook asking the meta path, e.g. ``recipe_care.patches``) return None."""
+
+    def __init__(self):
+        self._busy: set = set()
+
+    def find_spec(self, fullname, path, target=None):
+        patch = _TARGETS.get(fullname)
+        if patch is None or fullname in self._busy:
+            return None
+        self._busy.add(fullname)
+        try:
+            for finder in sys.meta_path:
+                if finder is self or not hasattr(finder, "find_spec"):
+                    continue
+                spec = finder.find_spec(fullname, path, target)
+                if spec is not None:
+                    if spec.loader is not None:
+                        spec.loader = _PatchingLoader(spec.loader, patch)
+                    return spec
+            return None
+        finally:
+            self._busy.discard(fullname)
+
+
+def install() -> None:
+    """Patch the already imported targets now and the others when they get imported (idempotent, any process)."""
+    for name, patch in _TARGETS.items():
+        module = sys.modules.get(name)
+        if module is not None:
+            patch(module)
+    if not any(type(f).__name__ == "_EmbeddingPostImportHook" for f in sys.meta_path):
+        sys.meta_path.insert(0, _EmbeddingPostImportHook())
