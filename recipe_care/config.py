@@ -163,30 +163,57 @@ class CareConfig:
 
 @dataclass
 class RgrConfig:
-    """Reflection-Guided Resampling (``algorithm.rgr`` in the verl config)."""
+    """Reflection-Guided Resampling (``algorithm.rgr`` in the verl config; read by
+    ``recipe_care.rgr.manager.CareAgentLoopManager``, see ``docs/rgr.md``).
+
+    The scale of a repaired row that still fails (the authors' ``rgr.s_refl``) is a property of the advantage and
+    lives in ``algorithm.care.refl_scale`` (:class:`CareConfig`).
+    """
 
     enable: bool = False
-    """Run RGR during training rollouts. Default off in a stock config; the recipe's ``care_trainer.yaml`` turns
-    it on as the authors' script does [code ``rgr.enable``]."""
+    """Run RGR during training rollouts (validation batches are never repaired). Default off in a stock verl config;
+    the recipe's ``care_trainer.yaml`` turns it on as the authors' script does [code ``rgr.enable``]."""
 
     temperature: float = 0.6
-    """Sampling temperature of the repair generation. Default 0.6 [code ``rgr.sampling``]."""
+    """Sampling temperature of the repair generation. Default 0.6 [code ``rgr.sampling.temperature``]."""
 
     top_p: float = 0.95
-    """top-p of the repair generation. Default 0.95 [code]."""
+    """top-p of the repair generation. Default 0.95 [code ``rgr.sampling.top_p``]."""
 
     max_tokens: int = 512
-    """Maximum new tokens of the repair (the new answer). Default 512 [code]."""
+    """Maximum new tokens of the repair (the new answer). The repair context (kept rationale + cue + tags) is cut so
+    that context + ``max_tokens`` fits ``rollout.response_length``. Default 512 [code ``rgr.sampling.max_tokens``]."""
 
     max_cue_tokens: int = 64
-    """The cue is truncated to this many tokens. Default 64 [code ``max_critique_tokens``]."""
+    """The cue is tokenized and truncated to this many tokens (0: no cue). Default 64 [code
+    ``max_critique_tokens``]; the default cue is shorter, so it is not truncated."""
 
     cue: str = "\n<repair>\n- Mistake:\n- Fix:\n- Corrected final answer:\n</repair>\n"
-    """The structured repair cue inserted just before ``</think>`` [code, template ``structured``]."""
+    """The structured repair cue inserted just before ``</think>`` [code, template ``structured``, the only one the
+    authors implement]."""
 
-    extra: dict = field(default_factory=dict)
-    """Free-form options for experiments (ignored by the defaults)."""
+    def __post_init__(self) -> None:
+        if not isinstance(self.enable, bool):
+            raise ValueError(f"rgr.enable must be true or false, got {self.enable!r}")
+        self.temperature, self.top_p = float(self.temperature), float(self.top_p)
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise ValueError(f"rgr.temperature must be a finite number >= 0, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"rgr.top_p must be in (0, 1], got {self.top_p}")
+
+        def whole(name: str, value: Any, low: int) -> int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            ok = ok or (isinstance(value, float) and value.is_integer())
+            if not ok or int(value) < low:
+                raise ValueError(f"rgr.{name} must be an integer >= {low}, got {value!r}")
+            return int(value)
+
+        self.max_tokens = whole("max_tokens", self.max_tokens, 1)
+        self.max_cue_tokens = whole("max_cue_tokens", self.max_cue_tokens, 0)
+        if not isinstance(self.cue, str):
+            raise ValueError(f"rgr.cue must be a string, got {type(self.cue).__name__}")
 
     @classmethod
     def from_omegaconf(cls, node: Any) -> "RgrConfig":
+        """Build from ``config.algorithm.rgr`` (DictConfig, dict or None → defaults, i.e. RGR off)."""
         return _build(cls, node, "algorithm.rgr")
