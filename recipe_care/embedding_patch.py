@@ -31,7 +31,7 @@ import functools
 import importlib.abc
 import logging
 import sys
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -75,7 +75,7 @@ def _get(node: Any, key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def similarity_mode(config: Any) -> Optional[str]:
+def similarity_mode(config: Any) -> str | None:
     """``algorithm.care.similarity`` of a ``care`` run (validated by ``CareConfig``); None for other estimators."""
     algorithm = _get(config, "algorithm")
     estimator = _get(algorithm, "adv_estimator")
@@ -92,7 +92,7 @@ def embeddings_enabled(config: Any) -> bool:
     return mode is not None and mode != "ngram"
 
 
-def unsupported_reason(config: Any) -> Optional[str]:
+def unsupported_reason(config: Any) -> str | None:
     """Why the in-pass embeddings cannot run with this config (None when they can)."""
     actor = _get(_get(config, "actor_rollout_ref"), "actor")
     model = _get(_get(config, "actor_rollout_ref"), "model")
@@ -144,7 +144,7 @@ def attach_pool_mask(data: Any, mask: torch.Tensor) -> None:
     data[MASK_KEY] = mask
 
 
-def embeddings_from_output(output: Any, n: int) -> Optional[torch.Tensor]:
+def embeddings_from_output(output: Any, n: int) -> torch.Tensor | None:
     """The ``[N, H]`` float32 embeddings in a ``compute_log_prob`` output TensorDict (None when absent)."""
     if output is None or EMBEDDING_KEY not in output.keys():
         return None
@@ -257,7 +257,7 @@ class HiddenStatePooler:
         self.remove_padding = remove_padding
         self.sp_group = sp_group
         self.calls = 0
-        self.embeddings: Optional[torch.Tensor] = None
+        self.embeddings: torch.Tensor | None = None
 
     def _pool(self, hidden: torch.Tensor) -> torch.Tensor:
         if not self.remove_padding:

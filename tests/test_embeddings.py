@@ -262,7 +262,11 @@ def test_lm_head_input_is_the_last_hidden_state(vl):
 def test_enabled_only_for_care_without_ngram_and_unsupported_configs_are_named():
     from omegaconf import OmegaConf
 
-    from recipe_care.embedding_patch import embeddings_enabled, similarity_mode, unsupported_reason
+    from recipe_care.embedding_patch import (
+        embeddings_enabled,
+        similarity_mode,
+        unsupported_reason,
+    )
 
     def cfg(est="care", sim=None, strategy="fsdp2", fused=False):
         algo = {"adv_estimator": est}

@@ -165,14 +165,13 @@ def probe(model_dir: Path) -> dict:
     from verl import DataProto
     from verl.protocol import BatchData
     from verl.trainer.config import CheckpointConfig
+    from verl.trainer.ppo import ray_trainer
     from verl.workers.config import FSDPEngineConfig, FSDPOptimizerConfig, HFModelConfig
     from verl.workers.config.engine import TrainingWorkerConfig
+    from verl.workers.engine.fsdp import transformer_impl
     from verl.workers.engine_workers import TrainingWorker
 
     from recipe_care.verl_adapter import EMBEDDING_KEY, set_tokenizer
-
-    from verl.trainer.ppo import ray_trainer
-    from verl.workers.engine.fsdp import transformer_impl
 
     result: dict = {"patched": [embedding_patch.is_patched(ray_trainer), embedding_patch.is_patched(transformer_impl),
                                 patches.is_patched(ray_trainer)],
