@@ -8,6 +8,9 @@
 #   SMOKE_REWARD   hash (default): recipe_care.testing.smoke_reward, a deterministic ~50% plumbing reward, so groups
 #                  have mixed rewards; verifier: the project's verifiers (pkg://reward_fns)
 #   SMOKE_TEXT_ONLY=1  tiny text-only Qwen2 and text prompts instead of Qwen2.5-VL with images
+#   SMOKE_ENTRY    verl (default): python -m verl.trainer.main_ppo with verl's ppo_trainer config; recipe: the recipe's
+#                  entry point python -m recipe_care.main (recipe_care/config/care_trainer.yaml: RGR on, verifiers),
+#                  with the same overrides
 #   SMOKE_BENCHMARK    benchmark whose fixture records data_prep converts into the rows (default: mathvision)
 #   CARE_SMOKE_DIR     output folder (default: <repo>/outputs/cpu_smoke); the run's metrics are written to
 #                      $CARE_SMOKE_DIR/<run>/metrics.jsonl and its console output to $CARE_SMOKE_DIR/<run>/console.log
@@ -21,6 +24,7 @@ ESTIMATOR="${ESTIMATOR:-care}"
 SMOKE_REWARD="${SMOKE_REWARD:-hash}"
 SMOKE_TEXT_ONLY="${SMOKE_TEXT_ONLY:-0}"
 SMOKE_BENCHMARK="${SMOKE_BENCHMARK:-mathvision}"
+SMOKE_ENTRY="${SMOKE_ENTRY:-verl}"
 CARE_SHARED_DIR="${CARE_SHARED_DIR:-$CARE_REPO/../shared}"
 CARE_SMOKE_DIR="${CARE_SMOKE_DIR:-$CARE_REPO/outputs/cpu_smoke}"
 mkdir -p "$CARE_SMOKE_DIR"
@@ -41,6 +45,11 @@ run_dir="$CARE_SMOKE_DIR/${ESTIMATOR}-${variant}-${SMOKE_REWARD}"
 data_dir="$CARE_SMOKE_DIR/data-${SMOKE_BENCHMARK}-${variant}"
 mkdir -p "$run_dir"
 
+case "$SMOKE_ENTRY" in
+  verl) entry=verl.trainer.main_ppo ;;
+  recipe) entry=recipe_care.main ;;
+  *) echo "[cpu_smoke] SMOKE_ENTRY must be verl or recipe, got '$SMOKE_ENTRY'" >&2; exit 2 ;;
+esac
 case "$SMOKE_REWARD" in
   hash) reward_path=pkg://recipe_care.testing.smoke_reward ;;
   verifier) reward_path=pkg://reward_fns ;;
@@ -58,7 +67,7 @@ if [ ! -f "$data_dir/train.parquet" ] || [ ! -f "$data_dir/val.parquet" ]; then
   python -m recipe_care.testing.smoke_data --prepared "$prepared" --out "$data_dir" --train-rows 4 --val-rows 4 \
     $text_flag >/dev/null
 fi
-echo "[cpu_smoke] estimator=$ESTIMATOR reward=$SMOKE_REWARD model=$model_dir data=$data_dir run=$run_dir" \
+echo "[cpu_smoke] entry=$entry estimator=$ESTIMATOR reward=$SMOKE_REWARD model=$model_dir data=$data_dir run=$run_dir" \
   "(setup $(( $(date +%s) - t0 )) s)"
 
 # Metrics of every step (and of validation) as JSON lines, besides the console logger.
@@ -130,7 +139,7 @@ overrides=(
 )
 
 set +e +o pipefail
-python -m verl.trainer.main_ppo "${overrides[@]}" "$@" 2>&1 | tee "$run_dir/console.log"
+python -m "$entry" "${overrides[@]}" "$@" 2>&1 | tee "$run_dir/console.log"
 rc=${PIPESTATUS[0]}
 set -e -o pipefail
 echo "[cpu_smoke] exit $rc after $(( $(date +%s) - t0 )) s; metrics: $VERL_FILE_LOGGER_PATH"
