@@ -92,9 +92,11 @@ CARE_OVERRIDES=(
   trainer.validation_data_dir="$RUN_DIR/generations"
   algorithm.adv_estimator=care
   algorithm.rgr.enable=False
-  # data: the benchmark files, in this order; verl still builds a train loader: point it at the first file
+  # data: the benchmark files, in this order; verl still builds a train loader (never used with val_only): a few
+  # rows of the first file
   data.val_files="$(care_hydra_list "${val_files[@]}")"
   data.train_files="$(care_hydra_list "${val_files[0]}")"
+  data.train_max_samples=$((eval_batch * 4))
   data.train_batch_size="$eval_batch"
   data.val_batch_size=null
   data.validation_shuffle=False
