@@ -274,7 +274,7 @@ def test_fault_paths_keep_the_original_rows(rig):
     assert_rows_equal(out, ref, [r for r in range(20) if r != 17])
 
     # an error in the reward of one repair fails verl's repair call: every repair of the step is dropped
-    out, sizes, calls, metrics, _ = run_step(rig, {2: RAISE_REWARD, 6: "6</answer>", 17: "4</answer>"})
+    out, sizes, _, metrics, _ = run_step(rig, {2: RAISE_REWARD, 6: "6</answer>", 17: "4</answer>"})
     assert sizes == [20, 4] and metrics["rgr/skipped_reward_error"] == 3 and metrics["rgr/passed"] == 0
     assert out.non_tensor_batch["rgr_row"].sum() == 0 and len(out) == 20
     assert_rows_equal(out, ref, list(range(20)))

@@ -32,8 +32,9 @@ fits: the END of the failed rationale, nearest the mistake and the cue, is what 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -383,7 +384,7 @@ def is_empty_generation(tokenizer: Any, token_ids: Sequence[int]) -> bool:
     return tokenizer.decode(list(token_ids), skip_special_tokens=True).strip() == ""
 
 
-def first_finite(values: Optional[np.ndarray], i: int) -> Optional[float]:
+def first_finite(values: np.ndarray | None, i: int) -> float | None:
     """``float(values[i])`` when it is a finite number, else None."""
     if values is None:
         return None

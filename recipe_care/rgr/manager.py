@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import ray
@@ -81,7 +81,7 @@ class CareAgentLoopManager(AgentLoopManager):
         config: Any,
         llm_client: Any,
         teacher_client: Any = None,
-        reward_loop_worker_handles: Optional[list] = None,
+        reward_loop_worker_handles: list | None = None,
     ):
         algorithm = _node_get(config, "algorithm")
         self.rgr_config = RgrConfig.from_omegaconf(_node_get(algorithm, "rgr"))
@@ -99,7 +99,7 @@ class CareAgentLoopManager(AgentLoopManager):
     # setup checks
     # ------------------------------------------------------------------------------------------------------------
 
-    def _setup_rgr(self, config: Any, algorithm: Any, reward_handles: Optional[list]) -> None:
+    def _setup_rgr(self, config: Any, algorithm: Any, reward_handles: list | None) -> None:
         from verl.utils.config import omega_conf_to_dataclass
 
         estimator = str(_node_get(algorithm, "adv_estimator"))
@@ -167,7 +167,7 @@ class CareAgentLoopManager(AgentLoopManager):
                                ">= 1 (return a dict with 'acc', as reward_fns.compute_score does)")
         return positive_mask((output.batch["rm_scores"].sum(-1) >= 1.0 - 1e-6).double().numpy(), len(output))
 
-    def _new_positive(self, rep_out: DataProto, i: int) -> Optional[bool]:
+    def _new_positive(self, rep_out: DataProto, i: int) -> bool | None:
         """Verdict of repair row ``i`` from the same reward as the main rollout; None when it is unusable."""
         score = float(rep_out.batch["rm_scores"][i].sum())
         if not np.isfinite(score):
@@ -239,8 +239,8 @@ class CareAgentLoopManager(AgentLoopManager):
 
         try:
             rep_out = await super().generate_sequences(batch)  # the step's ONE repair generation call
-        except Exception as err:
-            logger.exception("RGR: the repair call failed (%d repairs dropped, original rows kept): %r", k, err)
+        except Exception:
+            logger.exception("RGR: the repair call failed (%d repairs dropped, original rows kept)", k)
             stats.skipped["reward_error"] = k
             output.non_tensor_batch[ROW_KEY], output.non_tensor_batch[FAILED_KEY] = rgr_row, rgr_failed
             return output, stats

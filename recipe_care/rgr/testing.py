@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any
 
 from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
 from verl.workers.rollout.llm_server import LLMServerClient
@@ -66,8 +66,8 @@ class ScriptedRolloutServer(RewardLoopWorker):
         prompt_ids: list[int],
         sampling_params: dict[str, Any],
         request_id: str,
-        image_data: Optional[list[Any]] = None,
-        video_data: Optional[list[Any]] = None,
+        image_data: list[Any] | None = None,
+        video_data: list[Any] | None = None,
         **kwargs: Any,
     ) -> TokenOutput:
         self.calls.append({
