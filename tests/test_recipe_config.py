@@ -42,7 +42,8 @@ def test_composes_with_recipe_defaults():
     care = CareConfig.from_omegaconf(cfg.algorithm.care)
     assert set(cfg.algorithm.care.keys()) == {f.name for f in dataclasses.fields(CareConfig)}
     assert care == CareConfig()
-    assert RgrConfig.from_omegaconf(cfg.algorithm.rgr).enable is True
+    assert set(cfg.algorithm.rgr.keys()) == {f.name for f in dataclasses.fields(RgrConfig)}
+    assert RgrConfig.from_omegaconf(cfg.algorithm.rgr) == RgrConfig(enable=True)
 
 
 def test_recipe_keys_override_without_plus():
