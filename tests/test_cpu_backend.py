@@ -54,8 +54,9 @@ def _in_subprocess(check: str, *, backend: bool = True, extra_env: dict | None =
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     env.update(extra_env or {})
     code = f"import sys; sys.path.insert(0, {str(TESTS)!r}); import test_cpu_backend as t; t.{check}()"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, f"{check} failed (rc={proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -115,7 +116,9 @@ def test_hfcpu_server_answers_every_call_verl_makes_on_a_server():
     for module in (replica, llm_server):
         called |= set(re.findall(r"server\.(\w+)\.remote\(", inspect.getsource(module)))
     assert {"generate", "sleep", "wake_up", "abort_all_requests"} <= called
-    defined = set(re.findall(r"^    (?:async )?def (\w+)\(", (REPO / "recipe_care/cpu/hf_rollout.py").read_text(), re.M))
+    defined = set(
+        re.findall(r"^    (?:async )?def (\w+)\(", (REPO / "recipe_care/cpu/hf_rollout.py").read_text(), re.MULTILINE)
+    )
     assert called <= defined, f"HFCPUServer lacks {sorted(called - defined)}"
 
 
@@ -128,11 +131,15 @@ def _check_not_loaded_without_switch():
     import verl  # noqa: F401
     from verl.workers.rollout.base import _ROLLOUT_REGISTRY
 
-    print(json.dumps({
-        "cpu_modules": sorted(m for m in sys.modules if m.startswith("recipe_care.cpu")),
-        "hfcpu": ("hfcpu", "async") in _ROLLOUT_REGISTRY,
-        "care_plugin": "recipe_care._verl_plugin" in sys.modules,
-    }))
+    print(
+        json.dumps(
+            {
+                "cpu_modules": sorted(m for m in sys.modules if m.startswith("recipe_care.cpu")),
+                "hfcpu": ("hfcpu", "async") in _ROLLOUT_REGISTRY,
+                "care_plugin": "recipe_care._verl_plugin" in sys.modules,
+            }
+        )
+    )
 
 
 def test_gpu_run_imports_none_of_the_cpu_backend():
@@ -145,7 +152,6 @@ def _check_install():
     import verl  # noqa: F401  (the plugin entry point imports recipe_care.cpu: CARE_CPU_BACKEND=1)
 
     assert "recipe_care.cpu" in sys.modules, "the plugin did not load the CPU backend"
-    import recipe_care.cpu as backend
     from verl.plugin.platform import PlatformRegistry, get_platform
     from verl.utils import distributed, fsdp_utils
     from verl.utils.device import get_device_id, get_device_name, get_nccl_backend, get_torch_device
@@ -153,28 +159,44 @@ def _check_install():
     from verl.workers.rollout.base import get_rollout_class
     from verl.workers.rollout.replica import RolloutReplicaRegistry
 
-    before = (PlatformRegistry.get("cpu"), distributed.initialize_global_process_group_ray,
-              fsdp_utils.CPUOffloadPolicy, get_rollout_class("hfcpu"), RolloutReplicaRegistry.get("hfcpu"))
+    import recipe_care.cpu as backend
+
+    before = (
+        PlatformRegistry.get("cpu"),
+        distributed.initialize_global_process_group_ray,
+        fsdp_utils.CPUOffloadPolicy,
+        get_rollout_class("hfcpu"),
+        RolloutReplicaRegistry.get("hfcpu"),
+    )
     backend.install()  # a second install, and a re-executed module, change nothing and never raise
     importlib.reload(backend)
-    after = (PlatformRegistry.get("cpu"), distributed.initialize_global_process_group_ray,
-             fsdp_utils.CPUOffloadPolicy, get_rollout_class("hfcpu"), RolloutReplicaRegistry.get("hfcpu"))
+    after = (
+        PlatformRegistry.get("cpu"),
+        distributed.initialize_global_process_group_ray,
+        fsdp_utils.CPUOffloadPolicy,
+        get_rollout_class("hfcpu"),
+        RolloutReplicaRegistry.get("hfcpu"),
+    )
 
     mem_free, mem_total = get_torch_device().mem_get_info()
     engine = EngineRegistry.get_engine_cls("language_model", "fsdp")
-    print(json.dumps({
-        "platform": type(get_platform()).__name__,
-        "device": get_device_name(),
-        "device_id": get_device_id(),
-        "backend": get_nccl_backend(),
-        "ray_resource": get_platform().ray_resource_name(),
-        "mem_ok": 0 < mem_free <= mem_total,
-        "engine": engine.__name__,
-        "engine_device_env": os.environ.get("VERL_ENGINE_DEVICE"),
-        "adapter": get_rollout_class("hfcpu").__name__,
-        "replica": RolloutReplicaRegistry.get("hfcpu").__name__,
-        "idempotent": all(a is b for a, b in zip(before, after)),
-    }))
+    print(
+        json.dumps(
+            {
+                "platform": type(get_platform()).__name__,
+                "device": get_device_name(),
+                "device_id": get_device_id(),
+                "backend": get_nccl_backend(),
+                "ray_resource": get_platform().ray_resource_name(),
+                "mem_ok": 0 < mem_free <= mem_total,
+                "engine": engine.__name__,
+                "engine_device_env": os.environ.get("VERL_ENGINE_DEVICE"),
+                "adapter": get_rollout_class("hfcpu").__name__,
+                "replica": RolloutReplicaRegistry.get("hfcpu").__name__,
+                "idempotent": all(a is b for a, b in zip(before, after)),
+            }
+        )
+    )
 
 
 def test_backend_registers_platform_engine_and_rollout_idempotently():
@@ -199,8 +221,11 @@ def test_backend_also_loads_as_external_module_with_plugins_off():
     out = _in_subprocess(
         "_check_install",
         backend=False,
-        extra_env={"VERL_PLATFORM": "cpu", "VERL_USE_EXTERNAL_PLUGINS": "none",
-                   "VERL_USE_EXTERNAL_MODULES": "recipe_care.cpu"},
+        extra_env={
+            "VERL_PLATFORM": "cpu",
+            "VERL_USE_EXTERNAL_PLUGINS": "none",
+            "VERL_USE_EXTERNAL_MODULES": "recipe_care.cpu",
+        },
     )
     assert out["device"] == "cpu" and out["adapter"] == "HFCPUServerAdapter" and out["idempotent"]
 
@@ -208,9 +233,9 @@ def test_backend_also_loads_as_external_module_with_plugins_off():
 def _check_patches_on_verl_code_paths():
     import socket
 
-    import verl  # noqa: F401
     import torch
     import torch.distributed as dist
+    import verl  # noqa: F401
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import CPUOffloadPolicy as TorchCPUOffloadPolicy
     from torch.distributed.fsdp import fully_shard
@@ -231,12 +256,16 @@ def _check_patches_on_verl_code_paths():
     fully_shard(model, mesh=mesh, offload_policy=policy)
     out = model(torch.randn(3, 8))
     dist.destroy_process_group()
-    print(json.dumps({
-        "backend": backend,
-        "pin_memory": policy.pin_memory,
-        "is_torch_policy": isinstance(policy, TorchCPUOffloadPolicy),
-        "forward_shape": list(out.shape),
-    }))
+    print(
+        json.dumps(
+            {
+                "backend": backend,
+                "pin_memory": policy.pin_memory,
+                "is_torch_policy": isinstance(policy, TorchCPUOffloadPolicy),
+                "forward_shape": list(out.shape),
+            }
+        )
+    )
 
 
 def test_patches_make_verl_process_group_and_fsdp2_offload_work_on_cpu():
@@ -327,15 +356,20 @@ def test_tiny_text_model_loads_offline_and_generates(tiny_text):
     tok = AutoTokenizer.from_pretrained(tiny_text, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(tiny_text, local_files_only=True)
     assert type(model).__name__ == "Qwen2ForCausalLM" and model.config.vocab_size == len(tok)
-    ids = tok.apply_chat_template([{"role": "user", "content": "1+1?"}], add_generation_prompt=True,
-                                  return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "1+1?"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     assert model.generate(**ids, max_new_tokens=4, do_sample=False).shape[1] > ids["input_ids"].shape[1]
 
 
 def test_tiny_models_cli(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "recipe_care.testing.tiny_models", "--out", str(tmp_path / "t"), "--text-only"],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == str(tmp_path / "t")
@@ -348,13 +382,12 @@ def test_tiny_models_cli(tmp_path):
 
 
 def _check_hfcpu_server():
-    import verl  # noqa: F401
     import torch
+    import verl  # noqa: F401
     from PIL import Image
+    from verl.workers.config import RolloutConfig
 
     from recipe_care.cpu.hf_rollout import HFCPUServer, _mm_token_type_ids
-
-    from verl.workers.config import RolloutConfig
 
     model_dir = os.environ["TINY_VL"]
     config = RolloutConfig(name="hfcpu", prompt_length=256, response_length=24, tensor_model_parallel_size=1)
@@ -368,18 +401,22 @@ def _check_hfcpu_server():
     prompt_ids = proc(text=[text], images=[image], return_tensors="pt")["input_ids"][0].tolist()
 
     def generate(params):
-        return asyncio.run(server.generate(prompt_ids=prompt_ids, sampling_params=dict(params), request_id="r",
-                                           image_data=[image]))
+        return asyncio.run(
+            server.generate(prompt_ids=prompt_ids, sampling_params=dict(params), request_id="r", image_data=[image])
+        )
 
     # Log-probs are the model's own (raw logits / temperature): recompute them with one teacher-forced forward.
     out = generate({"temperature": 0.7, "top_p": 1.0, "top_k": -1, "logprobs": True})
     full = torch.tensor([prompt_ids + out.token_ids])
     vision = proc.image_processor(images=[image], return_tensors="pt")
     with torch.no_grad():
-        logits = server.model(input_ids=full, attention_mask=torch.ones_like(full), pixel_values=vision["pixel_values"],
-                              image_grid_thw=vision["image_grid_thw"],
-                              mm_token_type_ids=_mm_token_type_ids(full, server.image_token_id, server.video_token_id)
-                              ).logits[0, len(prompt_ids) - 1 : -1]
+        logits = server.model(
+            input_ids=full,
+            attention_mask=torch.ones_like(full),
+            pixel_values=vision["pixel_values"],
+            image_grid_thw=vision["image_grid_thw"],
+            mm_token_type_ids=_mm_token_type_ids(full, server.image_token_id, server.video_token_id),
+        ).logits[0, len(prompt_ids) - 1 : -1]
     ref = torch.log_softmax(logits / 0.7, -1).gather(-1, torch.tensor(out.token_ids)[:, None])[:, 0]
     max_lp_err = float((ref - torch.tensor(out.log_probs)).abs().max())
     greedy_a, greedy_b = generate({"temperature": 0}).token_ids, generate({"temperature": 0}).token_ids
@@ -399,31 +436,40 @@ def _check_hfcpu_server():
     # control: the same rigged model without suppression samples special tokens
     with torch.no_grad():
         ids = torch.tensor([prompt_ids])
-        raw = server.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                    pixel_values=vision["pixel_values"], image_grid_thw=vision["image_grid_thw"],
-                                    mm_token_type_ids=_mm_token_type_ids(ids, server.image_token_id,
-                                                                         server.video_token_id),
-                                    do_sample=True, max_new_tokens=8, eos_token_id=None)[0, len(prompt_ids):].tolist()
+        raw = server.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            pixel_values=vision["pixel_values"],
+            image_grid_thw=vision["image_grid_thw"],
+            mm_token_type_ids=_mm_token_type_ids(ids, server.image_token_id, server.video_token_id),
+            do_sample=True,
+            max_new_tokens=8,
+            eos_token_id=None,
+        )[0, len(prompt_ids) :].tolist()
     try:
         asyncio.run(server.update_weights({"not.a.weight": rigged}))
         unknown_rejected = False
     except KeyError:
         unknown_rejected = True
-    print(json.dumps({
-        "n_tokens": len(out.token_ids),
-        "n_logprobs": len(out.log_probs),
-        "stop_reason": out.stop_reason,
-        "max_lp_err": max_lp_err,
-        "greedy_deterministic": greedy_a == greedy_b,
-        "no_logprobs_when_not_asked": generate({"temperature": 0}).log_probs is None,
-        "suppressed_are_specials_minus_eos": sorted(server.suppress_ids) == sorted(special),
-        "sync_stats": stats,
-        "synced": synced,
-        "sampled_specials": sorted(set(sampled) & special),
-        "sampled_any": len(sampled) > 0,
-        "control_specials": len(set(raw) & special) > 0,
-        "unknown_rejected": unknown_rejected,
-    }))
+    print(
+        json.dumps(
+            {
+                "n_tokens": len(out.token_ids),
+                "n_logprobs": len(out.log_probs),
+                "stop_reason": out.stop_reason,
+                "max_lp_err": max_lp_err,
+                "greedy_deterministic": greedy_a == greedy_b,
+                "no_logprobs_when_not_asked": generate({"temperature": 0}).log_probs is None,
+                "suppressed_are_specials_minus_eos": sorted(server.suppress_ids) == sorted(special),
+                "sync_stats": stats,
+                "synced": synced,
+                "sampled_specials": sorted(set(sampled) & special),
+                "sampled_any": len(sampled) > 0,
+                "control_specials": len(set(raw) & special) > 0,
+                "unknown_rejected": unknown_rejected,
+            }
+        )
+    )
 
 
 def test_hfcpu_server_generates_with_image_exact_logprobs_and_never_samples_special_tokens(tiny_vl):
@@ -445,9 +491,8 @@ def test_hfcpu_server_generates_with_image_exact_logprobs_and_never_samples_spec
 
 
 def test_smoke_reward_is_deterministic_about_half_and_shaped_like_the_verifier():
-    from reward_fns.verdict import RESULT_KEYS
-
     from recipe_care.testing.smoke_reward import compute_score
+    from reward_fns.verdict import RESULT_KEYS
 
     texts = [f"<think>step {i}</think><answer>{i % 7}</answer>" for i in range(400)]
     results = [compute_score("mathvision_test", t, "3", {"index": 0}) for t in texts]
@@ -470,9 +515,21 @@ def test_smoke_data_from_data_prep_rows(fixtures_dir, tmp_path):
     from recipe_care.testing.smoke_data import write_smoke_data
 
     prep = subprocess.run(
-        [sys.executable, "-m", "data_prep.mathvision", "--local-path", str(fixtures_dir / "mathvision"),
-         "--out", str(tmp_path / "prepared"), "--quiet"],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "data_prep.mathvision",
+            "--local-path",
+            str(fixtures_dir / "mathvision"),
+            "--out",
+            str(tmp_path / "prepared"),
+            "--quiet",
+        ],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert prep.returncode == 0, prep.stderr[-3000:]
     prepared = next((tmp_path / "prepared").glob("*.parquet"))

@@ -50,8 +50,9 @@ def smoke(tmp_path_factory):
     env = dict(os.environ)
     env.update(CARE_SMOKE_DIR=str(out_dir), ESTIMATOR="care", SMOKE_REWARD="hash", SMOKE_TEXT_ONLY="0")
     start = time.monotonic()
-    proc = subprocess.Popen(["bash", str(SCRIPT)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        ["bash", str(SCRIPT)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         console, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:

@@ -23,11 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, Generator, Optional
+from collections.abc import Generator
+from typing import Any
 
 import ray
 import torch
-
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 
@@ -57,7 +57,7 @@ def suppressed_token_ids(tokenizer, vocab_size: int, eos_ids: set[int]) -> list[
     return sorted(suppressed)
 
 
-def _mm_token_type_ids(input_ids: torch.Tensor, image_token_id: Optional[int], video_token_id: Optional[int]):
+def _mm_token_type_ids(input_ids: torch.Tensor, image_token_id: int | None, video_token_id: int | None):
     types = torch.zeros_like(input_ids, dtype=torch.int32)
     if image_token_id is not None:
         types[input_ids == image_token_id] = 1
@@ -71,7 +71,6 @@ class HFCPUServer:
 
     def __init__(self, config, model_config, replica_rank: int = 0):
         from transformers import GenerationConfig
-
         from verl.utils.config import omega_conf_to_dataclass
         from verl.utils.model import convert_weight_keys, get_hf_auto_model_class
         from verl.workers.config import HFModelConfig
@@ -79,7 +78,7 @@ class HFCPUServer:
         self.config = omega_conf_to_dataclass(config)
         self.model_config = omega_conf_to_dataclass(model_config, dataclass_type=HFModelConfig)
         self.replica_rank = replica_rank
-        self.global_steps: Optional[int] = None
+        self.global_steps: int | None = None
         self.tokenizer = self.model_config.tokenizer
         self.processor = self.model_config.processor
         hf_config = self.model_config.hf_config
@@ -166,10 +165,10 @@ class HFCPUServer:
         prompt_ids: list[int],
         sampling_params: dict[str, Any],
         request_id: str,
-        image_data: Optional[list[Any]] = None,
-        video_data: Optional[list[Any]] = None,
-        audio_data: Optional[list[Any]] = None,
-        mm_processor_kwargs: Optional[dict[str, Any]] = None,
+        image_data: list[Any] | None = None,
+        video_data: list[Any] | None = None,
+        audio_data: list[Any] | None = None,
+        mm_processor_kwargs: dict[str, Any] | None = None,
         priority: int = 0,
         **kwargs: Any,
     ) -> TokenOutput:
@@ -211,8 +210,7 @@ class HFCPUServer:
             max_delta = self._copy_weights(named_tensors)
         self.last_update = {"tensors": len(named_tensors), "of": len(self._key_map), "max_abs_delta": max_delta}
         print(
-            f"[hfcpu] update_weights: {len(named_tensors)}/{len(self._key_map)} tensors, "
-            f"max_abs_delta={max_delta:.6g}",
+            f"[hfcpu] update_weights: {len(named_tensors)}/{len(self._key_map)} tensors, max_abs_delta={max_delta:.6g}",
             flush=True,
         )
         return self.last_update
@@ -230,7 +228,7 @@ class HFCPUServer:
     async def ready(self) -> bool:
         return True
 
-    async def wake_up(self, tags: Optional[list[str]] = None):
+    async def wake_up(self, tags: list[str] | None = None):
         return None
 
     async def sleep(self):
@@ -247,7 +245,7 @@ class HFCPUServer:
 
     async def wait_for_requests_to_drain(self):
         async with self._lock:
-            return None
+            return
 
     async def abort_all_requests(self, reset_prefix_cache: bool = True, reject_request: bool = False):
         return {"aborted_count": 0, "request_ids": []}
@@ -288,7 +286,7 @@ class HFCPUServerAdapter(BaseRollout):
 
     def __init__(self, config, model_config, device_mesh, replica_rank: int = -1):
         super().__init__(config, model_config, device_mesh)
-        rank = int(os.environ.get("RANK", 0))
+        rank = int(os.environ.get("RANK", "0"))
         self.replica_rank = rank if replica_rank == -1 else replica_rank  # rollout world size is 1
         self._server = None
 
@@ -307,7 +305,7 @@ class HFCPUServerAdapter(BaseRollout):
         self,
         weights: Generator[tuple[str, torch.Tensor], None, None],
         wire_format: str = "named_tensors",
-        global_steps: Optional[int] = None,
+        global_steps: int | None = None,
         **kwargs,
     ):
         if wire_format != "named_tensors":

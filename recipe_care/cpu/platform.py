@@ -16,10 +16,9 @@ Two choices matter:
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import Any
 
 import torch
-
 from verl.plugin.platform import PlatformBase, PlatformRegistry
 
 PLATFORM_NAME = "cpu"
@@ -130,7 +129,7 @@ class PlatformCPU(PlatformBase):
     def set_device(self, device_index: int) -> None:
         return None
 
-    def synchronize(self, device_index: Optional[int] = None) -> None:
+    def synchronize(self, device_index: int | None = None) -> None:
         return None
 
     def manual_seed(self, seed: int) -> None:
@@ -145,7 +144,7 @@ class PlatformCPU(PlatformBase):
     def empty_cache(self) -> None:
         return None
 
-    def get_device_capability(self, device_index: int = 0) -> tuple[Optional[int], Optional[int]]:
+    def get_device_capability(self, device_index: int = 0) -> tuple[int | None, int | None]:
         return None, None
 
     def communication_backend_name(self) -> str:
@@ -181,8 +180,10 @@ class PlatformCPU(PlatformBase):
 def register_cpu_platform() -> None:
     """Register :class:`PlatformCPU` as ``"cpu"`` (idempotent: a second call is a no-op)."""
     registered = PlatformRegistry.get(PLATFORM_NAME)
-    if registered is not None and registered.__qualname__ == PlatformCPU.__qualname__ and (
-        registered.__module__ == PlatformCPU.__module__
+    if (
+        registered is not None
+        and registered.__qualname__ == PlatformCPU.__qualname__
+        and (registered.__module__ == PlatformCPU.__module__)
     ):
         return
     PlatformRegistry.register(PLATFORM_NAME)(PlatformCPU)

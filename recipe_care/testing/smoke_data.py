@@ -65,14 +65,23 @@ def select_rows(prepared, n: int, *, max_prompt_chars: int, image_size: int, tex
     raise ValueError(f"{prepared}: only {len(rows)} rows with prompts of at most {max_prompt_chars} chars, need {n}")
 
 
-def write_smoke_data(prepared, out_dir, *, train_rows: int = 4, val_rows: int = 4, text_only: bool = False,
-                     image_size: int = 56, max_prompt_chars: int = 700) -> Path:
+def write_smoke_data(
+    prepared,
+    out_dir,
+    *,
+    train_rows: int = 4,
+    val_rows: int = 4,
+    text_only: bool = False,
+    image_size: int = 56,
+    max_prompt_chars: int = 700,
+) -> Path:
     import pandas as pd
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = select_rows(prepared, train_rows + val_rows, max_prompt_chars=max_prompt_chars, image_size=image_size,
-                       text_only=text_only)
+    rows = select_rows(
+        prepared, train_rows + val_rows, max_prompt_chars=max_prompt_chars, image_size=image_size, text_only=text_only
+    )
     for name, part in (("train", rows[:train_rows]), ("val", rows[train_rows:])):
         tmp = out / f"{name}.parquet.partial"
         pd.DataFrame(part).to_parquet(tmp)

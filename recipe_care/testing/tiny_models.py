@@ -82,13 +82,17 @@ CHAT_TEMPLATE = (
 _CORPUS = [
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n",
     "<|im_start|>user\nWhat is the value of x in the figure? Answer in \\boxed{}.<|im_end|>\n",
-    "<|im_start|>assistant\n<think>The angle sum of a triangle is 180 degrees, so x = 180 - 60 - 70 = 50.</think>"
-    "<answer>\\boxed{50}</answer><|im_end|>\n",
+    (
+        "<|im_start|>assistant\n<think>The angle sum of a triangle is 180 degrees, so x = 180 - 60 - 70 = 50.</think>"
+        "<answer>\\boxed{50}</answer><|im_end|>\n"
+    ),
     "<think>Let me think step by step.</think> <answer>42</answer>",
     "<think>First compute the area: 3 * 4 / 2 = 6.</think><answer>6</answer>",
     "<think>Wait, that is wrong. Let me check again.</think>\n<answer>B</answer>",
-    "Question: Choose the correct option (A) (B) (C) (D). Hint: Please answer the question and provide the correct"
-    " option letter, e.g., A, B, C, D, at the end.",
+    (
+        "Question: Choose the correct option (A) (B) (C) (D). Hint: Please answer the question and provide the correct"
+        " option letter, e.g., A, B, C, D, at the end."
+    ),
     "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 20 25 30 36 45 50 60 90 100 120 180 360 3.14 1/2 2/3 0.5 -1 -2",
     "x + y = 10, 2x - y = 2, x^2 + y^2 = z^2, \\frac{1}{2}, \\sqrt{2}, \\pi, \\angle ABC = 30^\\circ, a*b=c",
     "The answer is (C). The perimeter of the square is 4 times the side length. The radius of the circle is r.",
@@ -168,18 +172,18 @@ def _build_into(out_dir: Path, kind: str, write) -> Path:
 
 
 def _text_kwargs(tok) -> dict:
-    return dict(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=tok.convert_tokens_to_ids(PAD_TOKEN),
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
+    return {
+        "vocab_size": len(tok),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "bos_token_id": tok.convert_tokens_to_ids(PAD_TOKEN),
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
 
 
 def _finish(model, tok, folder: Path) -> None:
@@ -212,18 +216,18 @@ def build_tiny_qwen25vl(out_dir) -> Path:
         text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 2, 4]}
         config = Qwen2_5_VLConfig(
             text_config=text,
-            vision_config=dict(
-                depth=1,
-                hidden_size=32,
-                intermediate_size=64,
-                num_heads=2,
-                out_hidden_size=text["hidden_size"],
-                patch_size=14,
-                spatial_merge_size=2,
-                temporal_patch_size=2,
-                window_size=56,
-                fullatt_block_indexes=[0],
-            ),
+            vision_config={
+                "depth": 1,
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_heads": 2,
+                "out_hidden_size": text["hidden_size"],
+                "patch_size": 14,
+                "spatial_merge_size": 2,
+                "temporal_patch_size": 2,
+                "window_size": 56,
+                "fullatt_block_indexes": [0],
+            },
             image_token_id=ids["<|image_pad|>"],
             video_token_id=ids["<|video_pad|>"],
             vision_start_token_id=ids["<|vision_start|>"],
@@ -233,7 +237,7 @@ def build_tiny_qwen25vl(out_dir) -> Path:
         torch.manual_seed(0)
         model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32).eval()
         _finish(model, tok, folder)
-        pixels = dict(min_pixels=4 * 28 * 28, max_pixels=16 * 28 * 28)
+        pixels = {"min_pixels": 4 * 28 * 28, "max_pixels": 16 * 28 * 28}
         processor = Qwen2_5_VLProcessor(
             image_processor=Qwen2VLImageProcessor(**pixels),
             tokenizer=tok,
@@ -253,8 +257,11 @@ def build_tiny_qwen2(out_dir) -> Path:
         from transformers import Qwen2Config, Qwen2ForCausalLM
 
         tok = _train_tokenizer()
-        config = Qwen2Config(**_text_kwargs(tok), rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
-                             tie_word_embeddings=False)
+        config = Qwen2Config(
+            **_text_kwargs(tok),
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+            tie_word_embeddings=False,
+        )
         torch.manual_seed(0)
         model = Qwen2ForCausalLM(config).to(torch.float32).eval()
         _finish(model, tok, folder)
