@@ -21,7 +21,6 @@ import pytest
 from recipe_care import eval_table
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "benchmarks"
 SIX = ("mathvista_testmini", "mmmu_pro_standard10", "mmmu_pro_vision", "mathverse_testmini", "mathvision_test",
        "wemath_testmini", "logicvista_test")
 SETTINGS = {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "n": 1, "do_sample": False, "max_response_length": 2048,
@@ -29,11 +28,11 @@ SETTINGS = {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "n": 1, "do_sample": 
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
+def data_dir(tmp_path_factory, fixtures_dir) -> Path:
     from data_prep.all import main as prep
 
     out = tmp_path_factory.mktemp("bench")
-    rc = prep(["--out", str(out), "--local-root", str(FIXTURES), "--only", ",".join(SIX), "--max-skip-frac", "0.5",
+    rc = prep(["--out", str(out), "--local-root", str(fixtures_dir), "--only", ",".join(SIX), "--max-skip-frac", "0.5",
                "--quiet"])
     assert rc == 0, f"data_prep.all on the fixtures failed ({rc})"
     return out

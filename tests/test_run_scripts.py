@@ -19,7 +19,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "run_scripts"
-FIXTURES = REPO.parent / "shared" / "fixtures" / "benchmarks"
 EVAL_STEMS = ("mathvista_testmini", "mmmu_pro_standard10", "mmmu_pro_vision", "mathverse_testmini", "mathvision_test",
               "wemath_testmini", "logicvista_test")
 
@@ -72,37 +71,50 @@ def get(cfg: dict, dotted: str):
     return cfg
 
 
+DRY_RUNS = {
+    # training scripts: an empty DATA_DIR
+    "qwen25vl_7b_care.sh": ({}, ()),
+    "qwen25vl_7b_grpo.sh": ({}, ()),
+    # the smaller-GPU variant and extra hydra overrides (applied last)
+    "qwen3vl_8b_care.sh": ({"NGPUS": "4", "TP": "1", "OFFLOAD": "1", "MICRO_LOGPROB": "8"},
+                           ("trainer.total_epochs=2", "actor_rollout_ref.rollout.gpu_memory_utilization=0.45")),
+    # evaluation: every benchmark file present but logicvista_test
+    "eval_benchmarks.sh": ({}, ()),
+}
+
+
 @pytest.fixture(scope="module")
-def dry(tmp_path_factory):
-    """DRY_RUN of every script. Training scripts: empty DATA_DIR. Eval: every benchmark file but logicvista."""
+def dry(tmp_path_factory, fixtures_dir):
+    """``dry(name) -> (proc, seconds, tmp)``: the script's DRY_RUN, run once per module on first use (so each test's
+    time budget holds at most the dry runs it needs)."""
     from data_prep.all import main as prep
 
-    results = {}
-    train_tmp = tmp_path_factory.mktemp("train")
-    for name, extra_env, args in (
-        ("qwen25vl_7b_care.sh", {}, ()),
-        ("qwen25vl_7b_grpo.sh", {}, ()),
-        # the smaller-GPU variant and extra hydra overrides (applied last)
-        ("qwen3vl_8b_care.sh", {"NGPUS": "4", "TP": "1", "OFFLOAD": "1", "MICRO_LOGPROB": "8"},
-         ("trainer.total_epochs=2", "actor_rollout_ref.rollout.gpu_memory_utilization=0.45")),
-    ):
-        env = script_env(train_tmp, DRY_RUN="1", **extra_env)
-        proc, secs = run_script(name, env, *args)
-        results[name] = (proc, secs, train_tmp)
-    eval_tmp = tmp_path_factory.mktemp("eval")
-    present = [s for s in EVAL_STEMS if s != "logicvista_test"]
-    assert prep(["--out", str(eval_tmp / "data"), "--local-root", str(FIXTURES), "--only", ",".join(present),
-                 "--max-skip-frac", "0.5", "--quiet"]) == 0
-    before = sorted(p.name for p in (eval_tmp / "data").iterdir())
-    proc, secs = run_script("eval_benchmarks.sh", script_env(eval_tmp, DRY_RUN="1"))
-    results["eval_benchmarks.sh"] = (proc, secs, eval_tmp)
-    results["eval_data_before"] = before
-    return results
+    cache: dict = {}
+    tmps: dict = {}
+
+    def get(name: str):
+        if name not in cache:
+            extra_env, args = DRY_RUNS[name]
+            group = "eval" if name == "eval_benchmarks.sh" else "train"  # the training scripts share DATA_DIR/OUTPUT_DIR
+            if group not in tmps:
+                tmps[group] = tmp_path_factory.mktemp(group)
+            tmp = tmps[group]
+            if name == "eval_benchmarks.sh":
+                present = [s for s in EVAL_STEMS if s != "logicvista_test"]
+                assert prep(["--out", str(tmp / "data"), "--local-root", str(fixtures_dir), "--only", ",".join(present),
+                             "--max-skip-frac", "0.5", "--quiet"]) == 0
+                cache["eval_data_before"] = sorted(p.name for p in (tmp / "data").iterdir())
+            proc, secs = run_script(name, script_env(tmp, DRY_RUN="1", **extra_env), *args)
+            cache[name] = (proc, secs, tmp)
+        return cache[name]
+
+    get.cache = cache
+    return get
 
 
 @pytest.mark.parametrize("name", ["qwen25vl_7b_care.sh", "qwen25vl_7b_grpo.sh", "qwen3vl_8b_care.sh", "eval_benchmarks.sh"])
 def test_dry_run_composes_validates_and_prints(dry, name):
-    proc, secs, tmp = dry[name]
+    proc, secs, tmp = dry(name)
     assert proc.returncode == 0, f"{name} DRY_RUN failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert "[validate_config] All configuration checks passed" in proc.stdout  # verl's own validation ran
     cfg = printed_config(proc.stdout)
@@ -115,7 +127,7 @@ def test_dry_run_composes_validates_and_prints(dry, name):
 
 
 def test_care_config_has_the_authors_hyper_parameters(dry):
-    proc, _, tmp = dry["qwen25vl_7b_care.sh"]
+    proc, _, tmp = dry("qwen25vl_7b_care.sh")
     cfg = printed_config(proc.stdout)
     actor = cfg["actor_rollout_ref"]["actor"]
     rollout = cfg["actor_rollout_ref"]["rollout"]
@@ -145,7 +157,7 @@ def test_care_config_has_the_authors_hyper_parameters(dry):
 
 @pytest.mark.parametrize("name", ["qwen25vl_7b_care.sh", "qwen25vl_7b_grpo.sh"])
 def test_missing_training_data_is_reported_not_fetched(dry, name):
-    proc, _, tmp = dry[name]
+    proc, _, tmp = dry(name)
     for stem in ("geometry3k_train", "geometry3k_test"):
         assert f"[care] DRY_RUN: missing data file {tmp / 'data' / stem}.parquet (not fetched)" in proc.stdout
     assert "data_prep.all --out" in proc.stdout
@@ -153,8 +165,8 @@ def test_missing_training_data_is_reported_not_fetched(dry, name):
 
 
 def test_care_and_grpo_differ_only_in_estimator_and_rgr(dry):
-    care = flatten(printed_config(dry["qwen25vl_7b_care.sh"][0].stdout))
-    grpo = flatten(printed_config(dry["qwen25vl_7b_grpo.sh"][0].stdout))
+    care = flatten(printed_config(dry("qwen25vl_7b_care.sh")[0].stdout))
+    grpo = flatten(printed_config(dry("qwen25vl_7b_grpo.sh")[0].stdout))
     assert set(care) == set(grpo)
     diff = {key for key in care if care[key] != grpo[key]}
     identity = {"trainer.experiment_name", "trainer.default_local_dir", "trainer.validation_data_dir",
@@ -167,7 +179,7 @@ def test_care_and_grpo_differ_only_in_estimator_and_rgr(dry):
 
 
 def test_qwen3_small_gpu_variant_and_extra_overrides(dry):
-    cfg = printed_config(dry["qwen3vl_8b_care.sh"][0].stdout)
+    cfg = printed_config(dry("qwen3vl_8b_care.sh")[0].stdout)
     assert cfg["actor_rollout_ref"]["model"]["path"] == "Qwen/Qwen3-VL-8B-Instruct"
     assert cfg["data"]["image_patch_size"] == 16
     assert cfg["algorithm"]["adv_estimator"] == "care" and cfg["actor_rollout_ref"]["rollout"]["n"] == 8
@@ -184,7 +196,7 @@ def test_qwen3_small_gpu_variant_and_extra_overrides(dry):
 
 
 def test_eval_config_is_greedy_single_sample_val_only(dry):
-    proc, _, tmp = dry["eval_benchmarks.sh"]
+    proc, _, tmp = dry("eval_benchmarks.sh")
     cfg = printed_config(proc.stdout)
     val = cfg["actor_rollout_ref"]["rollout"]["val_kwargs"]
     assert val["temperature"] == 0 and val["do_sample"] is False and val["n"] == 1
@@ -199,11 +211,11 @@ def test_eval_config_is_greedy_single_sample_val_only(dry):
 
 
 def test_eval_dry_run_reports_only_the_missing_file(dry):
-    proc, _, tmp = dry["eval_benchmarks.sh"]
+    proc, _, tmp = dry("eval_benchmarks.sh")
     missing = [line for line in proc.stdout.splitlines() if "missing data file" in line]
     assert missing == [f"[care] DRY_RUN: missing data file {tmp / 'data' / 'logicvista_test.parquet'} (not fetched)"]
     assert "--only logicvista_test" in proc.stdout
-    assert sorted(p.name for p in (tmp / "data").iterdir()) == dry["eval_data_before"]  # nothing fetched
+    assert sorted(p.name for p in (tmp / "data").iterdir()) == dry.cache["eval_data_before"]  # nothing fetched
 
 
 @pytest.mark.parametrize("name", ["qwen25vl_7b_care.sh", "qwen25vl_7b_grpo.sh", "qwen3vl_8b_care.sh", "eval_benchmarks.sh"])
@@ -230,7 +242,7 @@ def test_bad_environment_value_is_named(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def eval_until_preflight(tmp_path_factory):
+def eval_until_preflight(tmp_path_factory, fixtures_dir):
     tmp = tmp_path_factory.mktemp("real")
     (tmp / "bin").mkdir()
     smi = tmp / "bin" / "nvidia-smi"
@@ -238,7 +250,7 @@ def eval_until_preflight(tmp_path_factory):
     smi.chmod(0o755)
     (tmp / "stubs" / "vllm").mkdir(parents=True)
     (tmp / "stubs" / "vllm" / "__init__.py").write_text("")
-    env = script_env(tmp, DATA_PREP_ARGS=f"--local-root {FIXTURES} --max-skip-frac 0.5 --quiet",
+    env = script_env(tmp, DATA_PREP_ARGS=f"--local-root {fixtures_dir} --max-skip-frac 0.5 --quiet",
                      PYTHONPATH=str(tmp / "stubs"))
     env.pop("CUDA_VISIBLE_DEVICES")
     env["PATH"] = f"{tmp / 'bin'}{os.pathsep}{env['PATH']}"
