@@ -75,7 +75,7 @@ def check_data(paths: list[str]) -> str:
             raise PreflightError(f"data file {path} does not exist: prepare it with `python -m data_prep.all --out DIR`") from err
         except Exception as err:
             raise PreflightError(f"data file {path} is not a readable parquet file: {err}") from err
-        names = set(meta.schema.names)
+        names = set(meta.schema.to_arrow_schema().names)  # top-level columns (schema.names lists leaves)
         missing = {"data_source", "prompt", "reward_model", "extra_info"} - names
         if missing:
             raise PreflightError(f"data file {path} lacks columns {sorted(missing)}: regenerate it with data_prep")

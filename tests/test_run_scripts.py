@@ -277,11 +277,6 @@ def test_real_run_prepares_data_writes_settings_and_stops_at_the_preflight(eval_
     assert not (run_dir / "generations").exists() and not (run_dir / "console.log").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "recipe_care/preflight.py check_data reads ParquetFile(path).metadata.schema.names, the parquet *leaf* names "
-    "(role, content, ground_truth, ...), so it reports prompt/reward_model/extra_info missing in every data_prep "
-    "file and every real GPU run stops at the preflight. Fix: set(pq.read_schema(path).names) (or "
-    "metadata.schema.to_arrow_schema().names); then remove this marker."))
 def test_real_run_preflight_accepts_the_prepared_data(eval_until_preflight):
     proc, _ = eval_until_preflight
     assert "[preflight] data ok" in proc.stdout + proc.stderr
