@@ -136,6 +136,8 @@ overrides=(
   +ray_kwargs.ray_init.num_gpus=1
   ray_kwargs.ray_init.num_cpus=8
   +ray_kwargs.ray_init.include_dashboard=False
+  # hydra's own output folder goes with the run, not into the working directory
+  hydra.run.dir="$run_dir/hydra"
 )
 
 set +e +o pipefail
