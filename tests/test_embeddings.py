@@ -329,3 +329,41 @@ print("ok")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+def test_sequence_parallel_pooler_all_reduces_the_shards_over_gloo():
+    """HiddenStatePooler with an SP group: 2 processes (gloo), each holding its contiguous slice of the padded packed
+    hidden states as verl's Ulysses slicing gives it, agree with the unsharded pooling."""
+    code = r"""
+import os, socket, sys
+import torch, torch.distributed as dist, torch.multiprocessing as mp
+from recipe_care.embedding_patch import HiddenStatePooler
+from recipe_care.embeddings import pool_packed
+
+def run(rank, port, q):
+    dist.init_process_group("gloo", rank=rank, world_size=2, init_method=f"tcp://127.0.0.1:{port}")
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([5, 8, 4])
+    values = (torch.rand(17, generator=g) > 0.4).float()
+    hidden = torch.randn(1, 18, 6, generator=g)  # 17 tokens + 1 SP pad -> 2 slices of 9
+    mask = torch.nested.nested_tensor_from_jagged(values, offsets=torch.tensor([0, 5, 13, 17]))
+    model = torch.nn.Module(); model.lm_head = torch.nn.Linear(6, 3)
+    pooler = HiddenStatePooler(mask, remove_padding=True, sp_group=dist.group.WORLD)
+    with pooler.attached(model):
+        model.lm_head(hidden[:, rank * 9:(rank + 1) * 9])
+    q.put((rank, float((pooler.result() - pool_packed(hidden, values, lengths)).abs().max())))
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    ctx = mp.get_context("fork"); q = ctx.Queue()
+    procs = [ctx.Process(target=run, args=(r, port, q)) for r in range(2)]
+    [p.start() for p in procs]; [p.join(60) for p in procs]
+    errs = sorted(q.get(timeout=5) for _ in procs)
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    assert all(e < 1e-5 for _, e in errs), errs
+    print("ok", errs)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
