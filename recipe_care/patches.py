@@ -153,6 +153,9 @@ class _PostImportHook(importlib.abc.MetaPathFinder):
 
 def install() -> None:
     """Patch now if the legacy trainer is already imported, else when it gets imported (once per process)."""
+    from recipe_care import embedding_patch
+
+    embedding_patch.install()  # policy hidden-state embeddings in the old-log-prob pass (docs/embeddings.md)
     module = sys.modules.get(TARGET)
     if module is not None:
         patch_ray_trainer(module)

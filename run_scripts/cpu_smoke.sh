@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# The main job on a machine without a GPU: verl 0.9.1's real legacy trainer (`python -m verl.trainer.main_ppo
-# trainer.use_v1=False`) for 2 steps, with validation before and after, on a tiny random Qwen2.5-VL, through the
-# opt-in CPU backend (recipe_care/cpu: `cpu` platform, HF-generate `hfcpu` rollout, two small patches).
+# The main job on a machine without a GPU: the recipe's entry point (`python -m recipe_care.main`, i.e. verl 0.9.1's
+# real legacy trainer with care_trainer.yaml: CARE + RGR) for 2 steps, with validation before and after, on a tiny
+# random Qwen2.5-VL, through the opt-in CPU backend (recipe_care/cpu: `cpu` platform, HF-generate `hfcpu` rollout,
+# two small patches).
 # Plumbing only: the model is random and, by default, the reward is a hash of the response text.
 #
-#   ESTIMATOR      algorithm.adv_estimator (default: care; `ESTIMATOR=grpo` gives the baseline)
+#   ESTIMATOR      algorithm.adv_estimator (default: care; `ESTIMATOR=grpo` gives the baseline, RGR off)
+#   SMOKE_RGR      1 (default with care): RGR on; 0: off
 #   SMOKE_REWARD   hash (default): recipe_care.testing.smoke_reward, a deterministic ~50% plumbing reward, so groups
 #                  have mixed rewards; verifier: the project's verifiers (pkg://reward_fns)
 #   SMOKE_TEXT_ONLY=1  tiny text-only Qwen2 and text prompts instead of Qwen2.5-VL with images
-#   SMOKE_ENTRY    verl (default): python -m verl.trainer.main_ppo with verl's ppo_trainer config; recipe: the recipe's
-#                  entry point python -m recipe_care.main (recipe_care/config/care_trainer.yaml: RGR on, verifiers),
-#                  with the same overrides
+#   SMOKE_ENTRY    recipe (default): the recipe's entry point python -m recipe_care.main
+#                  (recipe_care/config/care_trainer.yaml); verl: python -m verl.trainer.main_ppo with verl's stock
+#                  ppo_trainer config and the same overrides (the "add algorithm.adv_estimator=care to your config"
+#                  path; RGR needs the recipe's rollout manager, so it is off there)
 #   SMOKE_BENCHMARK    benchmark whose fixture records data_prep converts into the rows (default: mathvision)
 #   CARE_SMOKE_DIR     output folder (default: <repo>/outputs/cpu_smoke); the run's metrics are written to
 #                      $CARE_SMOKE_DIR/<run>/metrics.jsonl and its console output to $CARE_SMOKE_DIR/<run>/console.log
@@ -24,7 +27,8 @@ ESTIMATOR="${ESTIMATOR:-care}"
 SMOKE_REWARD="${SMOKE_REWARD:-hash}"
 SMOKE_TEXT_ONLY="${SMOKE_TEXT_ONLY:-0}"
 SMOKE_BENCHMARK="${SMOKE_BENCHMARK:-mathvision}"
-SMOKE_ENTRY="${SMOKE_ENTRY:-verl}"
+SMOKE_ENTRY="${SMOKE_ENTRY:-recipe}"
+if [ "$ESTIMATOR" = care ] && [ "$SMOKE_ENTRY" = recipe ]; then SMOKE_RGR="${SMOKE_RGR:-1}"; else SMOKE_RGR="${SMOKE_RGR:-0}"; fi
 CARE_SHARED_DIR="${CARE_SHARED_DIR:-$CARE_REPO/../shared}"
 CARE_SMOKE_DIR="${CARE_SMOKE_DIR:-$CARE_REPO/outputs/cpu_smoke}"
 mkdir -p "$CARE_SMOKE_DIR"
@@ -46,10 +50,18 @@ data_dir="$CARE_SMOKE_DIR/data-${SMOKE_BENCHMARK}-${variant}"
 mkdir -p "$run_dir"
 
 case "$SMOKE_ENTRY" in
-  verl) entry=verl.trainer.main_ppo ;;
-  recipe) entry=recipe_care.main ;;
+  verl) entry=verl.trainer.main_ppo; plus=+ ;;  # algorithm.rgr.* is not in verl's stock config
+  recipe) entry=recipe_care.main; plus= ;;
   *) echo "[cpu_smoke] SMOKE_ENTRY must be verl or recipe, got '$SMOKE_ENTRY'" >&2; exit 2 ;;
 esac
+case "$SMOKE_RGR" in
+  1) rgr_enable=True ;;
+  0) rgr_enable=False ;;
+  *) echo "[cpu_smoke] SMOKE_RGR must be 0 or 1, got '$SMOKE_RGR'" >&2; exit 2 ;;
+esac
+if [ "$SMOKE_RGR" = 1 ] && [ "$SMOKE_ENTRY" = verl ]; then
+  echo "[cpu_smoke] SMOKE_RGR=1 needs SMOKE_ENTRY=recipe (the recipe's rollout manager runs RGR)" >&2; exit 2
+fi
 case "$SMOKE_REWARD" in
   hash) reward_path=pkg://recipe_care.testing.smoke_reward ;;
   verifier) reward_path=pkg://reward_fns ;;
@@ -67,7 +79,7 @@ if [ ! -f "$data_dir/train.parquet" ] || [ ! -f "$data_dir/val.parquet" ]; then
   python -m recipe_care.testing.smoke_data --prepared "$prepared" --out "$data_dir" --train-rows 4 --val-rows 4 \
     $text_flag >/dev/null
 fi
-echo "[cpu_smoke] entry=$entry estimator=$ESTIMATOR reward=$SMOKE_REWARD model=$model_dir data=$data_dir run=$run_dir" \
+echo "[cpu_smoke] entry=$entry estimator=$ESTIMATOR rgr=$rgr_enable reward=$SMOKE_REWARD model=$model_dir data=$data_dir run=$run_dir" \
   "(setup $(( $(date +%s) - t0 )) s)"
 
 # Metrics of every step (and of validation) as JSON lines, besides the console logger.
@@ -83,7 +95,8 @@ overrides=(
   data.train_batch_size=4
   data.val_batch_size=4
   data.max_prompt_length=512
-  data.max_response_length=16
+  # 96 tokens: room for an RGR repair context (kept rationale + cue + tags) plus 16 new answer tokens
+  data.max_response_length=96
   data.image_key="$image_key"
   data.dataloader_num_workers=0
   data.shuffle=False
@@ -118,6 +131,13 @@ overrides=(
   reward.num_workers=1
   reward.custom_reward_function.path="$reward_path"
   reward.custom_reward_function.name=compute_score
+  # RGR: one batched repair generation per step (max 16 new tokens here); the cue (~45 tiny-tokenizer tokens) fits
+  "${plus}algorithm.rgr.enable=$rgr_enable"
+  "${plus}algorithm.rgr.max_tokens=16"
+  # repairs sample at the rollout's temperature here (the recipe uses 0.6/0.95), so the rollout's log-probs of the
+  # repaired answers must equal the actor's recomputation on the spliced row: a check of the splice alignment
+  "${plus}algorithm.rgr.temperature=1.0"
+  "${plus}algorithm.rgr.top_p=1.0"
   # trainer: 2 steps, validation before and after, console + file metrics, no checkpoints
   trainer.total_training_steps=2
   trainer.total_epochs=2

@@ -126,6 +126,8 @@ def test_care_estimator_ran_inside_the_task_runner(smoke):
         care = {k: v for k, v in step.items() if k.startswith("care/")}
         assert care, "no care/* metrics: the care estimator did not run"
         assert care.get("care/groups") == 4.0, care  # 4 prompts per step, one uid group each
+        # hard negatives chosen from policy hidden states pooled inside the old-log-prob pass (not n-grams)
+        assert care.get("care/hidden_embeddings") == 1.0, care
 
 
 def test_mixed_reward_groups_get_positive_and_negative_advantages(smoke):
@@ -138,3 +140,29 @@ def test_mixed_reward_groups_get_positive_and_negative_advantages(smoke):
             assert step["critic/advantages/min"] < 0, step["critic/advantages/min"]
     # 4 groups of 4 hash-rewarded responses: all uniform in both steps has probability ~(1/8)^8
     assert mixed_steps >= 1
+
+
+def test_rgr_repairs_run_inside_the_rollout(smoke):
+    """The recipe's rollout manager repairs one failure per eligible group in one batched generation per step."""
+    assert smoke["rc"] == 0, _tail(smoke)
+    triggered = 0
+    for step in _train_steps(smoke):
+        for key in ("rgr/triggered", "rgr/passed", "rgr/failed", "rgr/pass_rate", "rgr/repair_tokens",
+                    "rgr/extra_token_share", "rgr/skipped_no_positive"):
+            assert key in step, f"{key} missing from the step metrics"
+        assert step["rgr/passed"] + step["rgr/failed"] <= step["rgr/triggered"]
+        if step["rgr/triggered"] > 0:
+            assert step["rgr/repair_tokens"] > 0 and 0 < step["rgr/extra_token_share"] < 1
+        triggered += step["rgr/triggered"]
+    assert triggered >= 1, "no repair attempted in 2 steps of 4 hash-rewarded groups"
+    assert not any(k.startswith("rgr/") for k in smoke["metrics"][0]), "validation must never be repaired"
+
+
+def test_failure_signal_diagnostics_and_spans(smoke):
+    assert smoke["rc"] == 0, _tail(smoke)
+    for step in _train_steps(smoke):
+        assert 0.0 <= step["signal/fail_adv_share"] <= 1.0
+        assert 0.0 <= step["signal/zero_signal_group_rate"] <= 1.0
+        # the trainer's tokenizer reached the estimator (RayPPOTrainer.__init__ patch): spans are parsed, not guessed
+        assert step["care/spans_available"] == 1.0
+    assert any(step["signal/fail_adv_share"] > 0 for step in _train_steps(smoke))
