@@ -29,7 +29,8 @@
 #                  sequence), at least MAX_PROMPT_LENGTH + MAX_RESPONSE_LENGTH
 #   ACTOR_MAX_TOKENS, LOGPROB_MAX_TOKENS  explicit token budgets per GPU (override the products above)
 #   OFFLOAD [0]  1: FSDP parameter + optimizer offload to CPU for the actor (the reference model is always offloaded)
-#   FUSED_KERNELS [True]  actor_rollout_ref.model.use_fused_kernels
+#   FUSED_KERNELS [False] actor_rollout_ref.model.use_fused_kernels (False: CARE's hidden-state embeddings are pooled at
+#                 lm_head, which fused kernels skip; kept False for GRPO too so both runs differ only in the estimator)
 #   MAX_PROMPT_LENGTH, MAX_RESPONSE_LENGTH  token limits (the prompt length counts the image tokens)
 #   MIN_PIXELS [262144]  MAX_PIXELS [4194304]  image resolution bounds (authors: 512^2 .. 2048^2)
 
@@ -45,7 +46,7 @@ GPU_MEM_UTIL="${GPU_MEM_UTIL:-0.6}"
 MICRO_UPDATE="${MICRO_UPDATE:-4}"
 MICRO_LOGPROB="${MICRO_LOGPROB:-16}"
 OFFLOAD="${OFFLOAD:-0}"
-FUSED_KERNELS="${FUSED_KERNELS:-True}"
+FUSED_KERNELS="${FUSED_KERNELS:-False}"
 MIN_PIXELS="${MIN_PIXELS:-262144}"
 MAX_PIXELS="${MAX_PIXELS:-4194304}"
 WANDB="${WANDB:-0}"
