@@ -32,7 +32,7 @@ from math_verify import verify as _mv_verify
 
 from reward_fns.deadline import BudgetExceeded as SympyBudgetExceeded
 from reward_fns.deadline import run_with_cpu_limit
-from reward_fns.normalize import clean_answer, numbers_close, squash, to_number
+from reward_fns.normalize import clean_answer, numbers_close, squash, to_decimal, to_number
 
 MAX_MATH_CHARS = 160
 MAX_DEPTH = 8
@@ -189,7 +189,7 @@ def math_equal(pred: str | None, gt: str | None, unit: str = "") -> bool:
         return False
     if squash(p) == squash(g):
         return True
-    pn, gn = to_number(p, unit), to_number(g, unit)
+    pn, gn = to_decimal(p, unit), to_decimal(g, unit)
     if pn is not None and gn is not None:
         return numbers_close(pn, gn)
     if not (sympy_safe(p) and sympy_safe(g)):

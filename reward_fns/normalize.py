@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from decimal import Decimal, InvalidOperation
 
 _UNICODE_MAP = {
     "−": "-",  # minus sign
@@ -120,8 +121,8 @@ def strip_units(text: str, unit: str = "") -> str:
     return text
 
 
-def to_number(text: str | None, unit: str = "") -> float | None:
-    """Parse a plain number (``-4.3``, ``1,000``, ``1000 g`` with unit ``g``, ``60°``, ``12%``) or ``None``.
+def to_decimal(text: str | None, unit: str = "") -> Decimal | None:
+    """Parse a plain number (``-4.3``, ``1,000``, ``1000 g`` with unit ``g``, ``60°``, ``12%``) exactly, or ``None``.
 
     Only plain decimal notation is accepted here; fractions and other LaTeX go to the math graders.
     """
@@ -137,17 +138,29 @@ def to_number(text: str | None, unit: str = "") -> float | None:
     if not _NUMBER_RE.fullmatch(text):
         return None
     try:
-        value = float(text)
-    except ValueError:
+        value = Decimal(text)
+    except InvalidOperation:
         return None
-    return value if math.isfinite(value) else None
+    return value if math.isfinite(float(value)) else None
 
 
-def numbers_close(a: float, b: float) -> bool:
-    return abs(a - b) <= 1e-9 + 1e-6 * max(abs(a), abs(b))
+def to_number(text: str | None, unit: str = "") -> float | None:
+    """``to_decimal`` as a float."""
+    value = to_decimal(text, unit)
+    return None if value is None else float(value)
 
 
-def parse_number_list(text: str | None) -> list[float] | None:
+def numbers_close(a: float | Decimal, b: float | Decimal) -> bool:
+    """Equal numbers: integers exactly (no tolerance: 123456789 ≠ 123456790), others up to a 1e-9 relative error."""
+    a, b = Decimal(a), Decimal(b)
+    if a == b:
+        return True
+    if a == a.to_integral_value() and b == b.to_integral_value():
+        return False
+    return abs(a - b) <= Decimal("1e-9") * max(Decimal(1), abs(a), abs(b))
+
+
+def parse_number_list(text: str | None) -> list[Decimal] | None:
     """``[2014, 2016]`` / ``2014, 2016`` / ``(1.2; 1.3)`` → list of floats, or ``None`` if any item is not a number."""
     if text is None:
         return None
@@ -161,18 +174,19 @@ def parse_number_list(text: str | None) -> list[float] | None:
         return None
     values = []
     for part in parts:
-        value = to_number(part)
+        value = to_decimal(part)
         if value is None:
             return None
         values.append(value)
     return values
 
 
-def format_number(value: float) -> str:
+def format_number(value: float | Decimal) -> str:
     """Canonical short string for a number (``7.0`` → ``7``, ``4.80`` → ``4.8``)."""
-    if value == int(value) and abs(value) < 1e15:
+    value = Decimal(value)
+    if value == value.to_integral_value():
         return str(int(value))
-    return repr(value)
+    return format(value.normalize(), "f")
 
 
 # --- ground-truth cleaning (dirt seen in the published answers) -----------------------------------------------

@@ -32,6 +32,7 @@ from reward_fns.normalize import (
     numbers_close,
     parse_number_list,
     squash,
+    to_decimal,
     to_number,
 )
 from reward_fns.verdict import Verdict, short
@@ -85,11 +86,11 @@ def _train(response: str, gt: str, info) -> Verdict:
             return Verdict(squash(answer) == squash(gt), True, short(answer))
         ok = len(pred) == len(gold) and all(numbers_close(a, b) for a, b in zip(pred, gold))
         return Verdict(ok, True, "[" + ", ".join(format_number(v) for v in pred) + "]")
-    value, gold_value = to_number(answer, info.unit), to_number(gt, info.unit)
+    value, gold_value = to_decimal(answer, info.unit), to_decimal(gt, info.unit)
     if value is not None and gold_value is not None:
-        if atype == "float":
+        if atype == "float":  # MathVista's own rounding: Python round() of the float value
             places = _decimals(gt, info)
-            return Verdict(round(value, places) == round(gold_value, places), True, format_number(value))
+            return Verdict(round(float(value), places) == round(float(gold_value), places), True, format_number(value))
         return Verdict(numbers_close(value, gold_value), True, format_number(value))
     return Verdict(math_equal(answer, gt, info.unit), True, short(answer))
 
@@ -122,9 +123,9 @@ def _gpt_standin(response: str, info, qtype: str, atype: str) -> str:
         values = parse_number_list(text)
         return "[" + ", ".join(format_number(v) for v in values) + "]" if values else text
     if atype in ("integer", "float"):
-        value = to_number(text, info.unit)
+        value = to_decimal(text, info.unit)
         if value is not None:
-            return format_number(value) if atype == "integer" else repr(value)
+            return format_number(value) if atype == "integer" else repr(float(value))
     return text
 
 
