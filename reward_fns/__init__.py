@@ -17,15 +17,24 @@ from __future__ import annotations
 import functools
 import logging
 import numbers
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from reward_fns import schema
 from reward_fns.extract import as_text, format_ok
 from reward_fns.mathcheck import sympy_budget
 from reward_fns.schema import EXTRA_INFO_DEFAULTS, ExtraInfo, normalize_extra_info
 from reward_fns.verdict import RESULT_KEYS, RecordError, Verdict, build_result
-from reward_fns.verifiers import geometry3k, logicvista, mathverse, mathvision, mathvista, mmmu_pro, wemath
+from reward_fns.verifiers import (
+    geometry3k,
+    logicvista,
+    mathverse,
+    mathvision,
+    mathvista,
+    mmmu_pro,
+    wemath,
+)
 
 __all__ = [
     "DATA_SOURCES",
@@ -133,7 +142,7 @@ def compute_score(
             verdict = verifier(response, gt, info, mode)
     except RecordError:
         raise
-    except Exception:  # noqa: BLE001 - a verifier bug on odd model output must not stop training
+    except Exception:
         logger.warning(
             "reward_fns: verifier for %s failed on record id=%r; scoring acc=0", data_source, info.id, exc_info=True
         )

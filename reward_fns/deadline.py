@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import os
 import threading
 import time
 
@@ -32,7 +33,7 @@ class BudgetExceeded(BaseException):
 
 
 class _Call:
-    __slots__ = ("tid", "clock", "start", "budget", "active", "firing")
+    __slots__ = ("active", "budget", "clock", "firing", "start", "tid")
 
     def __init__(self, budget: float) -> None:
         self.tid = threading.get_ident()
@@ -83,6 +84,18 @@ def _watch() -> None:
                 call.firing = False
                 sleep = min(sleep, REFIRE_S)
             _cond.wait(max(sleep, 0.0005))
+
+
+def _reset_after_fork() -> None:
+    """A forked child has no watchdog thread, and the parent's lock may have been held at the fork."""
+    global _cond, _calls, _watchdog
+    _cond = threading.Condition()
+    _calls = {}
+    _watchdog = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _arm(call: _Call) -> None:

@@ -19,26 +19,44 @@ Why it is safe to call from verl's reward threads:
 
 from __future__ import annotations
 
+import cmath
 import contextlib
 import functools
 import logging
+import os
 import re
 import threading
 import time
 
-from mathruler.grader import grade_answer as _mathruler_grade
+import sympy
 from math_verify import parse as _mv_parse
 from math_verify import verify as _mv_verify
+from mathruler.grader import grade_answer as _mathruler_grade
 
 from reward_fns.deadline import BudgetExceeded as SympyBudgetExceeded
 from reward_fns.deadline import run_with_cpu_limit
-from reward_fns.normalize import clean_answer, numbers_close, squash, to_decimal, to_number
+from reward_fns.normalize import (
+    clean_answer,
+    numbers_close,
+    squash,
+    to_decimal,
+    to_number,
+)
 
 MAX_MATH_CHARS = 160
 MAX_DEPTH = 8
 SYMPY_BUDGET_S = 0.5  # CPU seconds of sympy work allowed per compute_score call (all comparisons together)
 _SYMPY_LOCK = threading.Lock()
 _BUDGET = threading.local()
+
+
+def _reset_lock_after_fork() -> None:  # another thread may have held the lock when the process forked
+    global _SYMPY_LOCK
+    _SYMPY_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_after_fork)
 
 
 @contextlib.contextmanager
@@ -141,10 +159,8 @@ def sympy_safe(text: str) -> bool:
         limit = 20 if has_symbols else 10_000
         if max(exponents) > limit or sum(e > 60 for e in exponents) > 1:
             return False
-    if _FACTORIAL_RE.search(text):
-        if len(_FACTORIAL_RE.findall(text)) != len(_SMALL_FACTORIAL_RE.findall(text)):
-            return False
-    return True
+    # factorials only of small literal integers: 12! yes, (10^9)! or n! no
+    return len(_FACTORIAL_RE.findall(text)) == len(_SMALL_FACTORIAL_RE.findall(text))
 
 
 @functools.lru_cache(maxsize=8192)
@@ -157,13 +173,31 @@ def _parse_pred(pred: str):
     return _mv_parse(f"${pred}$", parsing_timeout=None)
 
 
-def _mv_equal(pred: str, gt: str) -> bool:
+def _constant(parsed) -> complex | None:
+    """The numeric value of a parsed answer that is a plain constant expression (no symbols, relation or set)."""
+    expr = next((x for x in parsed if not isinstance(x, str)), None)
+    if not isinstance(expr, sympy.Expr) or expr.free_symbols or not expr.is_number:
+        return None
+    try:
+        value = complex(expr.evalf(15))
+    except (TypeError, ValueError, OverflowError, ArithmeticError):
+        return None
+    return value if cmath.isfinite(value) else None
+
+
+def _mv_equal(pred: str, gt: str) -> bool | None:
+    """math-verify's verdict, or ``None`` when it could not read one side as math (then mathruler may try)."""
     try:
         gold = _parse_gold(gt)
         parsed = _parse_pred(pred)
-        return bool(gold and parsed and _mv_verify(gold, parsed, timeout_seconds=None))
+        if not any(not isinstance(x, str) for x in gold) or not any(not isinstance(x, str) for x in parsed):
+            return None
+        g, p = _constant(gold), _constant(parsed)
+        if g is not None and p is not None and abs(g - p) > 1e-4 * max(1.0, abs(g), abs(p)):
+            return False  # two numbers that clearly differ: no need for verify's symbolic work
+        return bool(_mv_verify(gold, parsed, timeout_seconds=None))
     except Exception:  # noqa: BLE001 - any grader failure means "not shown equal"
-        return False
+        return None
 
 
 def _mathruler_equal(pred: str, gt: str) -> bool:
@@ -175,9 +209,22 @@ def _mathruler_equal(pred: str, gt: str) -> bool:
 
 @functools.lru_cache(maxsize=65536)
 def _symbolic_equal(pred: str, gt: str) -> bool:
-    """math-verify first (gold first: it is asymmetric), mathruler as a second opinion. Caller checked safety.
-    ``SympyBudgetExceeded`` propagates (so a verdict cut short is never cached)."""
-    return _run_limited(_mv_equal, pred, gt) or _run_limited(_mathruler_equal, pred, gt)
+    """math-verify first (gold first: it is asymmetric); mathruler only where math-verify could not read an answer
+    as math. Caller checked safety. ``SympyBudgetExceeded`` propagates (so a verdict cut short is never cached)."""
+    verdict = _run_limited(_mv_equal, pred, gt)
+    if verdict is not None:
+        return verdict
+    return _run_limited(_mathruler_equal, pred, gt)
+
+
+_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+
+
+def _is_prose(text: str) -> bool:
+    """Words, not math: a bare word ('even') or three or more words ('every point is 4 units away')."""
+    if re.fullmatch(r"[A-Za-z][A-Za-z ]*", text) and len(text.replace(" ", "")) > 1:
+        return True
+    return len(_WORD_RE.findall(text)) >= 3
 
 
 def math_equal(pred: str | None, gt: str | None, unit: str = "") -> bool:
@@ -192,7 +239,7 @@ def math_equal(pred: str | None, gt: str | None, unit: str = "") -> bool:
     pn, gn = to_decimal(p, unit), to_decimal(g, unit)
     if pn is not None and gn is not None:
         return numbers_close(pn, gn)
-    if not (sympy_safe(p) and sympy_safe(g)):
+    if not (sympy_safe(p) and sympy_safe(g)) or _is_prose(p) or _is_prose(g):
         return False
     try:
         with sympy_budget():

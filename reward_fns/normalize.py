@@ -191,7 +191,7 @@ def format_number(value: float | Decimal) -> str:
 
 # --- ground-truth cleaning (dirt seen in the published answers) -----------------------------------------------
 
-_BRACE_UNIT_RE = re.compile(r"(?<![A-Za-z\\])\{\s*(?:degrees?|square\s*inches|squareinches|inches|units?|cm|m|km)\s*\}\s*$", re.I)
+_BRACE_UNIT_RE = re.compile(r"(?<![A-Za-z\\])\{\s*(?:degrees?|square\s*inches|squareinches|inches|units?|cm|m|km)\s*\}\s*$", re.IGNORECASE)
 
 
 def clean_ground_truth(gt: str) -> str:
@@ -199,7 +199,7 @@ def clean_ground_truth(gt: str) -> str:
     unit words in braces (``69{degrees}``, ``8\\sqrt{3}{squareinches}``)."""
     text = repair_control_chars(gt).strip()
     text = strip_math_delims(text)
-    boxed = re.fullmatch(r"\\boxed\s*\{(.*)\}", text, flags=re.S)
+    boxed = re.fullmatch(r"\\boxed\s*\{(.*)\}", text, flags=re.DOTALL)
     if boxed:
         text = boxed.group(1).strip()
     text = _BRACE_UNIT_RE.sub("", text).strip()

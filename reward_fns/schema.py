@@ -30,9 +30,10 @@ that names the record and the fix for anything else.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 # Dispatch keys (``data_source`` column). ``reward_fns.DATA_SOURCES`` maps each key to its verifier.
 DATA_SOURCES: tuple[str, ...] = (

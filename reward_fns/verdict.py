@@ -25,7 +25,7 @@ class Verdict:
     pred: str
 
     @staticmethod
-    def none() -> "Verdict":
+    def none() -> Verdict:
         return Verdict(False, False, "")
 
 

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 import reward_fns
-from reward_fns import DATA_SOURCES, RESULT_KEYS, RecordError, UnknownDataSourceError, compute_score
+from reward_fns import (
+    DATA_SOURCES,
+    RESULT_KEYS,
+    RecordError,
+    UnknownDataSourceError,
+    compute_score,
+)
 from reward_fns.schema import DATA_SOURCES as SCHEMA_SOURCES
 from reward_fns.schema import EXTRA_INFO_DEFAULTS, ExtraInfo, normalize_extra_info
 
@@ -200,7 +206,6 @@ def verl_config():
 
 def test_verl_config_composes_and_loads_compute_score(verl_config):
     from omegaconf import OmegaConf
-
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
     assert OmegaConf.to_container(verl_config.reward.custom_reward_function) == {
@@ -237,7 +242,6 @@ class _ByteTokenizer:
 
 async def test_verl_naive_reward_manager_scores_through_its_thread_executor(verl_config):
     import torch
-
     from verl import DataProto
     from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager
     from verl.trainer.ppo.reward import get_custom_reward_fn

@@ -41,7 +41,7 @@ def _flat_options(options: str) -> list[str]:
 
 def _mathverse_choices(question: str) -> list[str]:
     """The 'Choices:' block (A:… / A. … lines), parsed here independently of reward_fns."""
-    head, sep, block = question.rpartition("Choice")
+    _, sep, block = question.rpartition("Choice")
     if not sep:
         return []
     out = []
@@ -392,8 +392,7 @@ def test_tables_cover_every_fixture_record(all_rows):
 
 
 def _cases(all_rows):
-    for src, rid, gt, info in all_rows:
-        yield src, rid, gt, info
+    yield from all_rows
 
 
 def test_right_answer_boxed_and_as_answer_line(all_rows):

@@ -17,10 +17,20 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_reward_records import (
+    GARBAGE,
+    NO_ANSWER,
+    RIGHT,
+    TEXT,
+    WRONG,
+    answer_line_bare,
+    boxed,
+    rows,
+    two_boxes,
+)
 
 from reward_fns import DATA_SOURCES, RESULT_KEYS, compute_score
 from reward_fns.mathcheck import math_equal
-from test_reward_records import GARBAGE, NO_ANSWER, RIGHT, TEXT, WRONG, answer_line_bare, boxed, rows, two_boxes
 
 MAX_CPU_S = 1.0
 

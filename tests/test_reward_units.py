@@ -9,9 +9,25 @@ import time
 import pytest
 
 from reward_fns import deadline, mathcheck
-from reward_fns.choice import match_option_text, options_from_text, parse_letter, parse_letter_set
-from reward_fns.extract import answer_line, answer_region, extract_final, format_ok, last_boxed
-from reward_fns.normalize import clean_ground_truth, fix_unicode, parse_number_list, to_number
+from reward_fns.choice import (
+    match_option_text,
+    options_from_text,
+    parse_letter,
+    parse_letter_set,
+)
+from reward_fns.extract import (
+    answer_line,
+    answer_region,
+    extract_final,
+    format_ok,
+    last_boxed,
+)
+from reward_fns.normalize import (
+    clean_ground_truth,
+    fix_unicode,
+    parse_number_list,
+    to_number,
+)
 from reward_fns.verifiers.mathverse import value_aliases
 
 # --- extraction -----------------------------------------------------------------------------------------------

@@ -23,11 +23,17 @@ import re
 from reward_fns.choice import LETTERS, match_option_text, options_from_text
 from reward_fns.extract import MAX_ANSWER_CHARS, extract_final
 from reward_fns.mathcheck import math_equal
-from reward_fns.normalize import clean_answer, clean_ground_truth, fix_unicode, squash, unwrap_text
+from reward_fns.normalize import (
+    clean_answer,
+    clean_ground_truth,
+    fix_unicode,
+    squash,
+    unwrap_text,
+)
 from reward_fns.verdict import Verdict, gt_letters, letter_verdict, short
 
-_LABEL_RE = re.compile(r"^\s*(?:\\text\s*\{[^{}]*\}|[A-Za-z][A-Za-z ]{0,30}|[A-Za-z]_\{?\w+\}?)\s*=\s*(.+)$", re.S)
-_REVERSED_RE = re.compile(r"^\s*(.+?)\s*=\s*[A-Za-z]\s*$", re.S)
+_LABEL_RE = re.compile(r"^\s*(?:\\text\s*\{[^{}]*\}|[A-Za-z][A-Za-z ]{0,30}|[A-Za-z]_\{?\w+\}?)\s*=\s*(.+)$", re.DOTALL)
+_REVERSED_RE = re.compile(r"^\s*(.+?)\s*=\s*[A-Za-z]\s*$", re.DOTALL)
 _LATEX_UNIT_RE = re.compile(r"\s*\\(?:mathrm|text|mbox)\s*\{\s*~?\s*[A-Za-z ]+\}(?:\s*\^\s*\{?\d\}?)?\s*$")
 _BEARING_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*\^\s*\{?\\circ\}?\s*T$")
 

@@ -23,17 +23,21 @@ from __future__ import annotations
 
 import re
 
-from reward_fns.choice import LETTERS, match_option_text, options_from_text, parse_letter, unwrap_choice
+from reward_fns.choice import (
+    LETTERS,
+    match_option_text,
+    options_from_text,
+    parse_letter,
+    unwrap_choice,
+)
 from reward_fns.extract import MAX_ANSWER_CHARS, extract_final
 from reward_fns.mathcheck import math_equal
 from reward_fns.normalize import (
-    clean_answer,
     format_number,
     numbers_close,
     parse_number_list,
     squash,
     to_decimal,
-    to_number,
 )
 from reward_fns.verdict import Verdict, short
 
