@@ -46,13 +46,13 @@ from reward_fns.normalize import (
 MAX_MATH_CHARS = 160
 MAX_DEPTH = 8
 SYMPY_BUDGET_S = 0.5  # CPU seconds of sympy work allowed per compute_score call (all comparisons together)
-_SYMPY_LOCK = threading.Lock()
+_SYMPY_LOCK = threading.RLock()
 _BUDGET = threading.local()
 
 
 def _reset_lock_after_fork() -> None:  # another thread may have held the lock when the process forked
     global _SYMPY_LOCK
-    _SYMPY_LOCK = threading.Lock()
+    _SYMPY_LOCK = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
