@@ -276,3 +276,19 @@ async def test_verl_naive_reward_manager_scores_through_its_thread_executor(verl
     accs = [o["reward_extra_info"]["acc"] for o in outs]
     assert accs == [1.0, 1.0, 1.0, 0.0] * 4
     assert all(set(o["reward_extra_info"]) == set(RESULT_KEYS) for o in outs)
+
+
+def test_mathvista_answer_must_be_one_of_the_choices():
+    info = {"id": "781", "question_type": "multi_choice", "choices": ["9", "12", "18"]}
+    with pytest.raises(RecordError, match=r"id='781'.*'C' is not one of its choices"):
+        compute_score("mathvista_testmini", OK, "C", info)  # a letter where MathVista publishes the option text
+
+
+def test_letter_range_follows_the_option_list():
+    # We-Math 2steps_22: options ['E', 'I', 'C', 'No correct answer'] — 'E' is out of range (A-D), so it is
+    # read as the option text 'E' (= option A), not as letter E.
+    info = {"id": "2steps_22|2steps_1", "choices": ["E", "I", "C", "No correct answer"]}
+    answer_e = compute_score("wemath_testmini", "<think>x</think><answer>E</answer>", "A", info)
+    assert (answer_e["acc"], answer_e["pred"]) == (1.0, "A")
+    mathverse = {"id": "x", "question_type": "multi_choice", "choices": ["1", "2", "3"]}
+    assert compute_score("mathverse_testmini", "<think>x</think><answer>D</answer>", "A", mathverse)["acc"] == 0.0

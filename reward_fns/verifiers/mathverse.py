@@ -71,7 +71,7 @@ def _free_form(answer: str, gt: str) -> Verdict:
 
 
 def _gold_letters(gt: str, choices) -> frozenset[str] | None:
-    letters = gt_letters(gt, max(len(choices), 6) if choices else 26)
+    letters = gt_letters(gt)
     if letters is not None:
         return letters
     hits = match_option_text(gt, choices)  # dirty GT: the option text instead of its letter
@@ -96,4 +96,4 @@ def verify(response: str, gt: str, info, mode: str) -> Verdict:
     gold = _gold_letters(gt, choices)
     if gold is None:  # option text GT but no option list: compare texts
         return Verdict(squash(unwrap_text(answer)) == squash(unwrap_text(gt)), True, short(answer))
-    return letter_verdict(answer, gold, choices, max(len(choices), 6))
+    return letter_verdict(answer, gold, choices, len(choices) or 6)  # A-F when the options are only in the image

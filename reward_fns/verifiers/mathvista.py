@@ -39,7 +39,7 @@ from reward_fns.normalize import (
     squash,
     to_decimal,
 )
-from reward_fns.verdict import Verdict, short
+from reward_fns.verdict import RecordError, Verdict, short
 
 
 def _qtype(gt: str, info, choices) -> str:
@@ -65,6 +65,14 @@ def _decimals(gt: str, info) -> int:
         return info.precision
     frac = gt.strip().partition(".")[2]
     return len(frac) if frac.isdigit() else 0
+
+
+def _check_choices(gt: str, info, choices) -> None:
+    if choices and _qtype(gt, info, choices) == "multi_choice" and not any(c.strip() == gt.strip() for c in choices):
+        raise RecordError(
+            f"MathVista record id={info.id!r}: the multiple-choice answer {gt!r} is not one of its choices "
+            f"{list(choices)!r}; data prep must pass the published 'answer' (the option text) and 'choices' unchanged"
+        )
 
 
 def _train(response: str, gt: str, info) -> Verdict:
@@ -190,4 +198,5 @@ def _official(response: str, gt: str, info) -> Verdict:
 
 
 def verify(response: str, gt: str, info, mode: str) -> Verdict:
+    _check_choices(gt, info, info.choices)
     return _official(response, gt, info) if mode == "official" else _train(response, gt, info)

@@ -38,4 +38,4 @@ def verify(response: str, gt: str, info, mode: str) -> Verdict:
         letter = official_letter(with_answer_line(response))
         return Verdict(letter is not None and letter in gold, letter is not None, letter or "")
     choices = info.choices or tuple(options_from_text(info.question))
-    return letter_verdict(extract_final(response).answer, gold, choices, max(len(choices), 5))
+    return letter_verdict(extract_final(response).answer, gold, choices, len(choices) or 8)  # official range A-H
