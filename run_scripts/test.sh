@@ -4,5 +4,4 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 cd "$CARE_REPO"
-# verl's own CPU tests for the estimator registry and DataProto, run from the installed wheel with our plugin loaded.
-python -m pytest -q -p no:cacheprovider "$@" tests
+python -m pytest -q -p no:cacheprovider --durations=15 "$@" tests

@@ -440,7 +440,9 @@ def test_every_file_loads_in_verl_rlhf_dataset(prepared, tiny_vl, tmp_path):
         {
             "max_prompt_length": 8192,
             "filter_overlong_prompts": True,
-            "filter_overlong_prompts_workers": 1,
+            # 0 → datasets filters in this process; a worker pool would fork the pytest process, whose other
+            # threads (tokenizers, the verifiers' watchdog) can hold locks the child then waits on forever
+            "filter_overlong_prompts_workers": 0,
             "cache_dir": str(tmp_path / "cache"),
         }
     )
