@@ -57,7 +57,10 @@ def main(argv=None) -> int:
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--dim", type=int, default=3584, help="embedding size (Qwen2.5-VL-7B hidden size)")
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from verl.trainer.ppo import core_algos
 

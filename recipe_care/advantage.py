@@ -406,12 +406,18 @@ def region_token_advantages(
     scale = seq / weight_sum.clamp_min(eps)
     out = torch.where(ans, scale.unsqueeze(1), torch.zeros((), dtype=torch.float32))
     c_think = g * scale
-    rows = torch.nonzero((c_think != 0) | ((scale != 0) & no_ans)).reshape(-1)
+    # rows whose answer or think region falls back to the whole response: rebuilt from the response mask (rare)
+    fb = ((scale != 0) & no_ans) | ((c_think != 0) & no_think)
+    # think term of correct rollouts with a non-zero advantage (about one row per group)
+    rows = torch.nonzero((c_think != 0) & ~fb).reshape(-1)
     if rows.numel():
-        resp_r = response_mask[rows].to(torch.bool)
-        ans_r = torch.where(no_ans[rows].unsqueeze(1), resp_r, ans[rows] & resp_r)
-        think_r = torch.where(no_think[rows].unsqueeze(1), resp_r, think[rows] & resp_r)
-        out[rows] = ans_r * scale[rows].unsqueeze(1) + think_r * c_think[rows].unsqueeze(1)
+        out.index_add_(0, rows, think.index_select(0, rows) * c_think.index_select(0, rows).unsqueeze(1))
+    rows = torch.nonzero(fb).reshape(-1)
+    if rows.numel():
+        resp_r = response_mask.index_select(0, rows).to(torch.bool)
+        ans_r = torch.where(no_ans[rows].unsqueeze(1), resp_r, ans.index_select(0, rows) & resp_r)
+        think_r = torch.where(no_think[rows].unsqueeze(1), resp_r, think.index_select(0, rows) & resp_r)
+        out.index_copy_(0, rows, ans_r * scale[rows].unsqueeze(1) + think_r * c_think[rows].unsqueeze(1))
     return out
 
 
