@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.abc
 import logging
-import sys
 from typing import Any
 
 import torch
@@ -353,52 +351,9 @@ def is_patched(module: Any) -> bool:
     return bool(getattr(module.RayPPOTrainer._compute_old_log_prob, _MARK, False))
 
 
-class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, inner: Any, patch: Any):
-        self._inner, self._patch = inner, patch
-
-    def create_module(self, spec):
-        return self._inner.create_module(spec)
-
-    def exec_module(self, module):
-        self._inner.exec_module(module)
-        self._patch(module)
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-
-class _EmbeddingPostImportHook(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: wraps the loader of the two target modules so the patches run right after they execute.
-    Re-entrant calls (another post-import hook asking the meta path, e.g. ``recipe_care.patches``) return None."""
-
-    def __init__(self):
-        self._busy: set = set()
-
-    def find_spec(self, fullname, path, target=None):
-        patch = _TARGETS.get(fullname)
-        if patch is None or fullname in self._busy:
-            return None
-        self._busy.add(fullname)
-        try:
-            for finder in sys.meta_path:
-                if finder is self or not hasattr(finder, "find_spec"):
-                    continue
-                spec = finder.find_spec(fullname, path, target)
-                if spec is not None:
-                    if spec.loader is not None:
-                        spec.loader = _PatchingLoader(spec.loader, patch)
-                    return spec
-            return None
-        finally:
-            self._busy.discard(fullname)
-
-
 def install() -> None:
     """Patch the already imported targets now and the others when they get imported (idempotent, any process)."""
+    from recipe_care.post_import import when_imported
+
     for name, patch in _TARGETS.items():
-        module = sys.modules.get(name)
-        if module is not None:
-            patch(module)
-    if not any(type(f).__name__ == "_EmbeddingPostImportHook" for f in sys.meta_path):
-        sys.meta_path.insert(0, _EmbeddingPostImportHook())
+        when_imported(name, patch)

@@ -15,10 +15,8 @@ after that module is first imported, by a post-import hook (so ``import verl`` s
 from __future__ import annotations
 
 import functools
-import importlib.abc
 import inspect
 import logging
-import sys
 from typing import Any
 
 logger = logging.getLogger("recipe_care")
@@ -119,46 +117,10 @@ def is_patched(module: Any) -> bool:
     )
 
 
-class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, inner: Any):
-        self._inner = inner
-
-    def create_module(self, spec):
-        return self._inner.create_module(spec)
-
-    def exec_module(self, module):
-        self._inner.exec_module(module)
-        patch_ray_trainer(module)
-
-    def __getattr__(self, name):  # get_source, get_filename, … for tracebacks and inspect
-        return getattr(self._inner, name)
-
-
-class _PostImportHook(importlib.abc.MetaPathFinder):
-    """Finds nothing itself; wraps the loader of ``TARGET`` so the patches run right after it executes."""
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname != TARGET:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                if spec.loader is not None:
-                    spec.loader = _PatchingLoader(spec.loader)
-                return spec
-        return None
-
-
 def install() -> None:
     """Patch now if the legacy trainer is already imported, else when it gets imported (once per process)."""
     from recipe_care import embedding_patch
+    from recipe_care.post_import import when_imported
 
     embedding_patch.install()  # policy hidden-state embeddings in the old-log-prob pass (docs/embeddings.md)
-    module = sys.modules.get(TARGET)
-    if module is not None:
-        patch_ray_trainer(module)
-        return
-    if not any(type(f).__name__ == "_PostImportHook" for f in sys.meta_path):
-        sys.meta_path.insert(0, _PostImportHook())
+    when_imported(TARGET, patch_ray_trainer)
