@@ -173,16 +173,37 @@ def _parse_pred(pred: str):
     return _mv_parse(f"${pred}$", parsing_timeout=None)
 
 
-def _constant(parsed) -> complex | None:
-    """The numeric value of a parsed answer that is a plain constant expression (no symbols, relation or set)."""
-    expr = next((x for x in parsed if not isinstance(x, str)), None)
-    if not isinstance(expr, sympy.Expr) or expr.free_symbols or not expr.is_number:
-        return None
+# Points at which two expressions with free symbols are compared numerically (arbitrary, away from 0, ±1, π…).
+_PROBES = ((0.7371, 1.3249, 2.1713, 0.4517), (1.9183, 0.6011, 1.4427, 2.7301))
+
+
+def _value_at(expr, point) -> complex | None:
     try:
-        value = complex(expr.evalf(15))
-    except (TypeError, ValueError, OverflowError, ArithmeticError):
+        value = complex(expr.evalf(15, subs=point))
+    except (TypeError, ValueError, OverflowError, ArithmeticError, AttributeError):
         return None
     return value if cmath.isfinite(value) else None
+
+
+def _clearly_different(gold, parsed) -> bool:
+    """True when both answers are plain expressions (no relation, set, tuple) whose values clearly differ —
+    as constants, or at a probe point for their free symbols. Equal expressions agree at every point, so this
+    only ever skips ``verify`` for answers it would reject; anything undecided goes to ``verify``."""
+    g = next((x for x in gold if not isinstance(x, str)), None)
+    p = next((x for x in parsed if not isinstance(x, str)), None)
+    if not isinstance(g, sympy.Expr) or not isinstance(p, sympy.Expr):
+        return False
+    symbols = sorted(g.free_symbols | p.free_symbols, key=str)
+    if len(symbols) > len(_PROBES[0]):
+        return False
+    for probe in _PROBES[: 1 if not symbols else 2]:
+        point = dict(zip(symbols, probe))
+        gv, pv = _value_at(g, point), _value_at(p, point)
+        if gv is None or pv is None:
+            return False
+        if abs(gv - pv) > 1e-4 * max(1.0, abs(gv), abs(pv)):
+            return True
+    return False
 
 
 def _mv_equal(pred: str, gt: str) -> bool | None:
@@ -192,12 +213,26 @@ def _mv_equal(pred: str, gt: str) -> bool | None:
         parsed = _parse_pred(pred)
         if not any(not isinstance(x, str) for x in gold) or not any(not isinstance(x, str) for x in parsed):
             return None
-        g, p = _constant(gold), _constant(parsed)
-        if g is not None and p is not None and abs(g - p) > 1e-4 * max(1.0, abs(g), abs(p)):
-            return False  # two numbers that clearly differ: no need for verify's symbolic work
-        return bool(_mv_verify(gold, parsed, timeout_seconds=None))
+        if _clearly_different(gold, parsed):
+            verdict = False  # no need for verify's symbolic work
+        else:
+            verdict = bool(_mv_verify(gold, parsed, timeout_seconds=None))
+        if not verdict and (_dropped_text(gt, gold) or _dropped_text(pred, parsed)):
+            return None  # math-verify read less than was written (e.g. '4+4t' as 4+4, 't' taken for tonnes)
+        return verdict
     except Exception:  # noqa: BLE001 - any grader failure means "not shown equal"
         return None
+
+
+def _alnum(text: str) -> int:
+    return sum(ch.isalnum() for ch in text)
+
+
+def _dropped_text(source: str, parsed) -> bool:
+    """Whether math-verify's reading of ``source`` (the string it keeps beside the sympy object) lost letters or
+    digits — then its verdict is not trusted alone and mathruler gets a say."""
+    kept = next((x for x in parsed if isinstance(x, str)), None)
+    return kept is not None and _alnum(kept) < _alnum(source)
 
 
 def _mathruler_equal(pred: str, gt: str) -> bool:
@@ -210,7 +245,7 @@ def _mathruler_equal(pred: str, gt: str) -> bool:
 @functools.lru_cache(maxsize=65536)
 def _symbolic_equal(pred: str, gt: str) -> bool:
     """math-verify first (gold first: it is asymmetric); mathruler only where math-verify could not read an answer
-    as math. Caller checked safety. ``SympyBudgetExceeded`` propagates (so a verdict cut short is never cached)."""
+    as math, or read less of it than was written. Caller checked safety. ``SympyBudgetExceeded`` propagates (so a verdict cut short is never cached)."""
     verdict = _run_limited(_mv_equal, pred, gt)
     if verdict is not None:
         return verdict

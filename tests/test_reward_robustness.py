@@ -251,3 +251,14 @@ def test_symbolic_equivalence_from_threads():
     with ThreadPoolExecutor(max_workers=6) as pool:
         results = list(pool.map(lambda p: math_equal(p[0], p[1]), pairs))
     assert results == [p[2] for p in pairs]
+
+
+@pytest.mark.parametrize("var", ["x", "y", "t"])
+@pytest.mark.parametrize("a, b", [(1, 0), (-3, 5), (9, -9), (-7, 2), (4, 4)])
+def test_equivalent_polynomial_forms(a, b, var):
+    """Rewritten forms of the same polynomial are equal; dropping the cross term is not (numeric screen + verify)."""
+    square = f"({var}{a:+d})^{{2}}"
+    expanded = f"{var}^{{2}}{2 * a:+d}{var}{a * a:+d}"
+    assert math_equal(expanded, square) is True
+    assert math_equal(f"{b}+{a}{var}", f"{a}{var}{b:+d}") is True
+    assert math_equal(f"{var}^{{2}}{a * a:+d}", square) is False
