@@ -186,7 +186,18 @@ def main(argv=None) -> int:
 
     print()
     ours = steady("Geometry3K: reward_fns (train)", g3k)
-    theirs = steady("Geometry3K: verl.utils.reward_score.geo3k", g3k, scorer=lambda c: float(geo3k.compute_score(c[1], c[2]) >= 0.9))
+    theirs = steady(
+        "Geometry3K: verl.utils.reward_score.geo3k", g3k, scorer=lambda c: float(geo3k.compute_score(c[1], c[2]) >= 0.9)
+    )
+    agree = sum(a == b for a, b in zip(ours["accs"], theirs["accs"])) / len(g3k)
+    only_ours = sum(a > b for a, b in zip(ours["accs"], theirs["accs"]))
+    only_theirs = sum(a < b for a, b in zip(ours["accs"], theirs["accs"]))
+    print(f"{'':<46} acc agreement {agree:.3f} (right only for reward_fns: {only_ours}, only for geo3k: {only_theirs})")
+    shown = 0
+    for case, a, b in zip(g3k, ours["accs"], theirs["accs"]):
+        if a != b and shown < 4:
+            shown += 1
+            print(f"{'':<46}   reward_fns {a:.0f} / geo3k {b:.0f}: gt={case[2]!r} …{case[1][-60:]!r}")
     ok = train["per_s_cpu"] >= 500
     print(f"\ntarget ≥ 500 responses/s per core on the mix: {'met' if ok else 'NOT met'} ({train['per_s_cpu']:.0f}/s)")
     return 0 if ok else 1
