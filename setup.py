@@ -16,7 +16,10 @@ install_requires = [
     "math-verify==0.9.0",
     "latex2sympy2-extended==1.11.0",
     "mathruler==0.1.0",
-    "pylatexenc>=2.10",
+    # mathruler declares no dependencies but imports pylatexenc and sympy (tested versions pinned);
+    # latex2sympy2-extended declares sympy and antlr4-python3-runtime (4.9.3, which hydra/omegaconf also pin).
+    "pylatexenc==2.11",
+    "sympy==1.14.0",
     "qwen-vl-utils>=0.0.11",
     "datasets>=3.0",
     "pyarrow>=19.0.0",
