@@ -22,6 +22,8 @@ fi
 # shellcheck disable=SC1091
 . "$CARE_VENV/bin/activate"
 
+# Keep pip's byte-compilation (no --no-compile): these hosts set PYTHONDONTWRITEBYTECODE=1, so the .pyc files pip
+# writes are the only cache; without them every test process recompiles torch/transformers (suite 6:45 -> 15 min).
 # torch first and pinned: verl's dependencies leave torch open, and an open resolve pulls a multi-GB CUDA build.
 if ! python -c "import torch, torchvision, sys; sys.exit(0 if (torch.__version__.split('+')[0], torchvision.__version__.split('+')[0]) == ('$CARE_TORCH', '$CARE_TORCHVISION') else 1)" 2>/dev/null; then
   echo "[care] installing torch==$CARE_TORCH torchvision==$CARE_TORCHVISION" >&2
