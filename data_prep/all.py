@@ -5,7 +5,7 @@
     python -m data_prep.all --out DIR --only mathvista_testmini,wemath_testmini
 
 With ``--local-root``, each output is read from the first existing folder among its names below (the fixture
-layout ``shared/fixtures/benchmarks/`` works as is); every folder may hold anything ``--local-path`` accepts. An
+layout ``tests/fixtures/benchmarks/`` works as is); every folder may hold anything ``--local-path`` accepts. An
 output whose folder is missing is an error unless ``--skip-missing`` is given (then it is listed as missing).
 
 Writes ``<out>/<stem>.parquet`` + ``<stem>.report.json`` per output and ``<out>/summary.json``. Exit status: 0 when

@@ -419,7 +419,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--local-path",
         default=None,
         help="read a local copy instead of the Hub: a save_to_disk folder, a parquet file/folder, the official "
-        "JSON(L) + image folder, or a folder laid out like shared/fixtures/benchmarks/<name>/ (records.jsonl + images)",
+        "JSON(L) + image folder, or a folder laid out like tests/fixtures/benchmarks/<name>/ (records.jsonl + images)",
     )
     parser.add_argument("--image-root", default=None, help="folder that image paths in JSON records are relative to")
     parser.add_argument("--hf-id", default=None, help="override the Hugging Face dataset id (a mirror)")

@@ -3,7 +3,7 @@
 ``--local-path`` accepts, tried in this order:
 
 1. a dataset saved with ``save_to_disk`` (folder with ``dataset_dict.json`` or ``state.json``);
-2. a folder laid out like ``shared/fixtures/benchmarks/<name>/``: ``records.jsonl`` (source schema) + images;
+2. a folder laid out like ``tests/fixtures/benchmarks/<name>/``: ``records.jsonl`` (source schema) + images;
 3. a folder holding the benchmark's official annotation file (``testmini.json``, ``data/test.jsonl``, ...; the
    names each script looks for are listed in its ``--help``) + its image folder;
 4. parquet: one ``.parquet`` file, or a folder of them (an HF snapshot such as ``data/testmini-00000-of-00001.parquet``
