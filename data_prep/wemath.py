@@ -14,11 +14,11 @@ official 4-D metrics. Ground truth: the answer letter.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from typing import Any
 
+from data_prep.cli import Script
 from data_prep.core import (
     LETTERS,
     BadRecord,
@@ -26,7 +26,6 @@ from data_prep.core import (
     Ctx,
     Spec,
     clean_meta,
-    cli_main,
     letter_answer,
     option_lines,
     require_answer,
@@ -102,30 +101,23 @@ def convert(record: dict[str, Any], ctx: Ctx) -> Converted:
     )
 
 
-def build_specs(args: argparse.Namespace) -> list[Spec]:
-    return [
-        Spec(
-            name=NAME,
-            stem=DATA_SOURCE,
-            data_source=DATA_SOURCE,
-            split=SPLIT,
-            variant=SPLIT,
-            ability="math",
-            source=SourceSpec(HF_ID, None, SPLIT, OFFICIAL_FILES),
-            convert=convert,
-            id_field="ID",
-            report_id=lambda r: f"{r.get('ID')}|{r.get('key')}",
-        )
-    ]
+def make_spec(split: str = SPLIT) -> Spec:
+    return Spec(
+        name=NAME,
+        stem=DATA_SOURCE,
+        data_source=DATA_SOURCE,
+        split=split,
+        variant=split,
+        ability="math",
+        source=SourceSpec(HF_ID, None, split, OFFICIAL_FILES),
+        convert=convert,
+        id_field="ID",
+        report_id=lambda r: f"{r.get('ID')}|{r.get('key')}",
+    )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
-def main(argv: list[str] | None = None) -> int:
-    return cli_main(NAME, __doc__, add_arguments, build_specs, argv)
-
+SCRIPT = Script(NAME, __doc__, make_spec, choices=(SPLIT,))
+main = SCRIPT.main
 
 if __name__ == "__main__":
     sys.exit(main())

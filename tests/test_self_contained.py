@@ -11,7 +11,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 # Written so that this file does not match itself.
-FORBIDDEN = re.compile(rb"\.\./shared\b|CARE_SHARED" rb"_DIR|/work/share[d]\b|parents?\b[^\n]{0,40}[\"']share[d][\"']")
+FORBIDDEN = re.compile(
+    rb"\.\./shared\b|CARE_SHARED" + rb"_DIR|/work/share[d]\b|parents?\b[^\n]{0,40}[\"']share[d][\"']"
+)
 
 
 def _repository_files() -> list[Path]:
@@ -37,6 +39,6 @@ def test_no_file_refers_to_the_workspace_beside_the_repository():
 
 
 def test_the_pattern_catches_what_it_is_for():
-    for bad in (b"--local-path ../" b"shared/fixtures", b"CARE_SHARED" b"_DIR=/x", b'REPO.parent / "share' b'd"'):
+    for bad in (b"--local-path ../" + b"shared/fixtures", b"CARE_SHARED" + b"_DIR=/x", b'REPO.parent / "share' + b'd"'):
         assert FORBIDDEN.search(bad), bad
     assert not FORBIDDEN.search(b"the shared verdict helper; tests/fixtures/benchmarks")
