@@ -69,6 +69,8 @@ NOTE_KINDS = {
     "text_only_record": "MathVerse 'Text Only' record (testmini_text_only config): written with no image",
     "image_only_question": "the question text is empty after removing image tokens: the image carries it",
     "duplicate_image_reference": "the same <image k> is referenced twice: the image is passed twice (official rule)",
+    "option_marker_in_text": "We-Math option text holding a ';X.' that is not an option marker (a separator "
+    "artefact of the source, e.g. '∠AB;C.'): kept as text",
 }
 
 
