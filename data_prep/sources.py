@@ -380,12 +380,19 @@ def open_local(path: str | os.PathLike, spec: SourceSpec, image_root: str | os.P
     if (p / "records.jsonl").is_file():
         return _open_json(p / "records.jsonl", spec, roots_for(p / "records.jsonl"))
     parquet = sorted(x for x in p.rglob("*.parquet") if x.is_file())
-    chosen = _select_parquet(parquet, p, spec) if parquet else []
+    chosen: list[Path] = []
+    card_error = None
+    try:
+        chosen = _select_parquet(parquet, p, spec) if parquet else []
+    except SourceError as exc:  # the card does not list this config/split: the annotation JSON may still hold it
+        card_error = exc
     if chosen:  # parquet first: its images are embedded, while a JSON beside it may point into an unpacked zip
         return _open_parquet(chosen, p)
     for name in spec.official_files:
         if (p / name).is_file():
             return _open_json(p / name, spec, roots_for(p / name))
+    if card_error is not None:
+        raise card_error
     if parquet:
         config = f" / config {spec.hf_config!r}" if spec.hf_config else ""
         raise SourceError(

@@ -145,6 +145,15 @@ def test_parquet_file_names_select_the_split_not_a_prefix(tmp_path):
     assert sources._in_split(shard, src, "testmini") and not sources._in_split(shard, src, "test")
 
 
+def test_a_card_file_missing_from_the_download_is_named(tmp_path, capsys):
+    src = tmp_path / "MathVerse"
+    mathverse_download(src, annotations=False)
+    (src / "testmini.parquet").unlink()  # an interrupted download
+    assert mathverse.main(["--out", str(tmp_path / "out"), "--local-path", str(src), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "lists 'testmini.parquet' for config 'testmini' / split 'testmini'" in err and "incomplete download" in err
+
+
 def wemath_download(folder: Path) -> None:
     """The layout of the Hub repository We-Math/We-Math: card, data/testmini-*.parquet, testmini.json, testmini.zip."""
     (folder / "data").mkdir(parents=True)
