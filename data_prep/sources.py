@@ -109,12 +109,18 @@ def _is_network_error(exc: BaseException) -> bool:
     return isinstance(exc, HfHubHTTPError) and exc.response is not None and exc.response.status_code >= 500
 
 
+_UNREACHABLE: dict[str, str] = {}  # endpoint -> why, for the endpoints this process could not reach
+
+
 def probe_hub(repo: str, spec: SourceSpec) -> tuple[str | None, str]:
     """Ask the Hub once, without retries, for the dataset's current revision: ``(sha, "")`` when it answers,
     ``(None, why)`` when it cannot be reached (offline mode, no network, server error). A wrong id or a gated
     dataset raises :class:`SourceError` at once."""
     if _offline_mode():
         return None, "HF_HUB_OFFLINE is set"
+    endpoint = huggingface_hub.constants.ENDPOINT
+    if endpoint in _UNREACHABLE:  # asked already in this process (data_prep.all): do not wait again
+        return None, _UNREACHABLE[endpoint]
     timeout = float(huggingface_hub.constants.HF_HUB_ETAG_TIMEOUT)
     try:
         return HfApi().dataset_info(repo, timeout=timeout).sha, ""
@@ -125,7 +131,8 @@ def probe_hub(repo: str, spec: SourceSpec) -> tuple[str | None, str]:
     except Exception as exc:  # noqa: BLE001 (sorted right here: a network failure, or any other answer)
         if not _is_network_error(exc):
             raise hub_error(repo, spec, "the Hub's answer was not understood", exc) from None
-        return None, f"the Hub at {huggingface_hub.constants.ENDPOINT} is unreachable ({type(exc).__name__}: {exc})"
+        _UNREACHABLE[endpoint] = f"the Hub at {endpoint} is unreachable ({type(exc).__name__}: {exc})"
+        return None, _UNREACHABLE[endpoint]
 
 
 def open_cached(repo: str, spec: SourceSpec) -> tuple[Source | None, str]:

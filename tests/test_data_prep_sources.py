@@ -267,6 +267,7 @@ def no_network(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(sources, "_UNREACHABLE", {})
     return tmp_path / "hub"
 
 
@@ -300,7 +301,15 @@ def test_a_dataset_in_the_hf_cache_is_read_by_id_without_network(tmp_path, no_ne
     assert [Path(f).name for f in source["files"]] == ["testmini.parquet"]
 
 
-def test_no_network_and_no_cache_fails_in_seconds_with_a_clear_error(tmp_path, no_network, capsys):
+def test_no_network_and_no_cache_fails_in_seconds_with_a_clear_error(tmp_path, no_network, monkeypatch, capsys):
+    probes = []
+
+    class CountingApi(sources.HfApi):
+        def dataset_info(self, repo_id, **kwargs):
+            probes.append(repo_id)
+            return super().dataset_info(repo_id, **kwargs)
+
+    monkeypatch.setattr(sources, "HfApi", CountingApi)
     t0 = time.monotonic()
     code = mathvista.main(["--out", str(tmp_path / "out"), "--quiet"])
     elapsed = time.monotonic() - t0
@@ -310,6 +319,10 @@ def test_no_network_and_no_cache_fails_in_seconds_with_a_clear_error(tmp_path, n
     assert "cannot read 'AI4Math/MathVista' (config None, split 'testmini') from the Hugging Face Hub" in err
     assert "unreachable" in err and "no copy in the Hugging Face cache" in err and "\nFix: " in err
     assert "Traceback" not in err
+    # data_prep.all does not wait for the Hub again for every output: one unanswered question is enough.
+    assert prep_all.main(["--out", str(tmp_path / "out"), "--only", "wemath_testmini,logicvista_test", "--quiet"]) == 2
+    assert probes == ["AI4Math/MathVista"]
+    assert capsys.readouterr().err.count("unreachable") == 2
 
 
 class _Stream:
