@@ -39,6 +39,10 @@ def test_no_file_refers_to_the_workspace_beside_the_repository():
 
 
 def test_the_pattern_catches_what_it_is_for():
-    for bad in (b"--local-path ../" + b"shared/fixtures", b"CARE_SHARED" + b"_DIR=/x", b'REPO.parent / "share' + b'd"'):
+    for bad in (
+        b"--local-path ../" + b"shared" + b"/fixtures",
+        b"CARE_SHARED" + b"_DIR=/x",
+        b'REPO.parent / "share' + b'd"',
+    ):
         assert FORBIDDEN.search(bad), bad
     assert not FORBIDDEN.search(b"the shared verdict helper; tests/fixtures/benchmarks")
