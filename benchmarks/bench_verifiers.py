@@ -1,6 +1,6 @@
 """Throughput of ``reward_fns.compute_score`` on a realistic mix, next to verl's built-in Geometry3K scorer.
 
-    python benchmarks/bench_verifiers.py [--fixtures ../shared/fixtures/benchmarks] [--n 8] [--seed 0]
+    python benchmarks/bench_verifiers.py [--fixtures tests/fixtures/benchmarks] [--n 8] [--seed 0]
 
 The mix: every benchmark fixture record plus 60 Geometry3K-style items (answers shaped like the dataset's:
 integers, decimals, ``\\frac { 4 } { 3 }``, ``2 \\sqrt { 221 }``), each with ``--n`` sampled responses like a GRPO
@@ -152,7 +152,7 @@ def show(label: str, stats: dict) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fixtures", type=Path, default=REPO.parent / "shared" / "fixtures" / "benchmarks")
+    parser.add_argument("--fixtures", type=Path, default=REPO / "tests" / "fixtures" / "benchmarks")
     parser.add_argument("--n", type=int, default=8, help="responses per item (GRPO group size)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="passes per steady-state measurement (median shown)")

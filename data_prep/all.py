@@ -4,9 +4,14 @@
     python -m data_prep.all --out DIR --local-root ROOT    # local copies: ROOT/<folder>/ per output (see below)
     python -m data_prep.all --out DIR --only mathvista_testmini,wemath_testmini
 
-With ``--local-root``, each output is read from the first existing folder among its names below (the fixture
-layout ``shared/fixtures/benchmarks/`` works as is); every folder may hold anything ``--local-path`` accepts. An
-output whose folder is missing is an error unless ``--skip-missing`` is given (then it is listed as missing).
+With ``--local-root``, each output is read from the first folder that exists among: its own name (``ROOT/<stem>``,
+e.g. ``ROOT/mmmu_pro_vision``), the script's name (``ROOT/mmmu_pro``) and the Hugging Face dataset's name
+(``ROOT/MMMU_Pro``, the folder ``hf download MMMU/MMMU_Pro --repo-type dataset --local-dir ROOT/MMMU_Pro`` makes).
+One download folder of MMMU-Pro, MATH-Vision or Geometry3K therefore serves all of that dataset's outputs; a shared
+folder that holds a single table (``records.jsonl``, one file, a saved ``Dataset``) serves only the script's first
+default output (``geometry3k_train``, ``mathvision_test``, ``mmmu_pro_standard10``), as ``--local-path`` does. The
+fixture layout ``tests/fixtures/benchmarks/`` works as is. A folder may hold anything ``--local-path`` accepts. An
+output with no folder is an error unless ``--skip-missing`` is given (then it is listed as missing).
 
 Writes ``<out>/<stem>.parquet`` + ``<stem>.report.json`` per output and ``<out>/summary.json``. Exit status: 0 when
 every output is ok, 1 when one skipped more than ``--max-skip-frac``, 2 when a source could not be opened.
@@ -17,32 +22,72 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from data_prep import geometry3k, logicvista, mathverse, mathvision, mathvista, mmmu_pro, wemath
-from data_prep.core import Spec, add_common_arguments, prepare, summarize
-from data_prep.sources import SourceError
+from data_prep.cli import Script, add_common_arguments, check_common_arguments, run_spec
+from data_prep.core import Spec
 
 
-def _single(module) -> Callable[[], Spec]:
-    return lambda: module.build_specs(argparse.Namespace())[0]
+@dataclass(frozen=True)
+class Job:
+    """One output of ``data_prep.all``: a script and one of its choices (split or setting)."""
+
+    script: Script
+    choice: str
+
+    @property
+    def spec(self) -> Spec:
+        return self.script.make_spec(self.choice)
+
+    def folders(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(folders of this output alone, folders shared by every output of the script) under --local-root."""
+        shared = dict.fromkeys((self.script.name, self.spec.source.hf_id.split("/")[-1]))
+        return (self.spec.stem,), tuple(shared)
+
+    def find_local(self, root: Path) -> tuple[Path | None, list[str]]:
+        """The local copy under ``root`` and, when there is none, why each candidate was passed over."""
+        own, shared = self.folders()
+        for name in own:
+            if (root / name).exists():
+                return root / name, []
+        passed_over = []
+        first_default = self.script.default[0] if self.script.default else self.script.choices[0]
+        for name in shared:
+            folder = root / name
+            if not folder.exists():
+                continue
+            if (
+                len(self.script.choices) == 1
+                or self.choice == first_default
+                or not self.script.holds_one_choice(folder)
+            ):
+                return folder, []
+            passed_over.append(
+                f"{folder} holds one table, read as {self.script.make_spec(first_default).stem} only; put this "
+                f"output's copy in {root / own[0]}"
+            )
+        return None, passed_over
 
 
-#: stem -> (spec factory, local folder names tried under --local-root, in order)
-JOBS: dict[str, tuple[Callable[[], Spec], tuple[str, ...]]] = {
-    "geometry3k_train": (lambda: geometry3k.make_spec("train"), ("geometry3k_train", "geometry3k")),
-    "geometry3k_test": (lambda: geometry3k.make_spec("test"), ("geometry3k_test", "geometry3k")),
-    "mathvista_testmini": (_single(mathvista), ("mathvista_testmini", "mathvista")),
-    "mmmu_pro_standard10": (lambda: mmmu_pro.make_spec("standard10"), ("mmmu_pro_standard10",)),
-    "mmmu_pro_vision": (lambda: mmmu_pro.make_spec("vision"), ("mmmu_pro_vision",)),
-    "mathverse_testmini": (_single(mathverse), ("mathverse_testmini", "mathverse")),
-    "mathvision_test": (lambda: mathvision.make_spec("test"), ("mathvision_test", "mathvision")),
-    "mathvision_testmini": (lambda: mathvision.make_spec("testmini"), ("mathvision_testmini",)),
-    "wemath_testmini": (_single(wemath), ("wemath_testmini", "wemath")),
-    "logicvista_test": (_single(logicvista), ("logicvista_test", "logicvista")),
-}
+_ORDER = [
+    (geometry3k, "train"),
+    (geometry3k, "test"),
+    (mathvista, "testmini"),
+    (mmmu_pro, "standard10"),
+    (mmmu_pro, "vision"),
+    (mathverse, "testmini"),
+    (mathvision, "test"),
+    (mathvision, "testmini"),
+    (wemath, "testmini"),
+    (logicvista, "test"),
+]
+
+#: stem -> job, in the order the outputs are prepared
+JOBS: dict[str, Job] = {(job := Job(module.SCRIPT, choice)).spec.stem: job for module, choice in _ORDER}
 
 #: The evaluation outputs (everything but Geometry3K train).
 VALIDATION_STEMS = tuple(s for s in JOBS if s != "geometry3k_train")
@@ -61,26 +106,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m data_prep.all", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_common_arguments(parser)
-    parser.add_argument("--local-root", default=None, help="folder with one local copy per output (see above)")
+    parser.add_argument("--local-root", default=None, help="folder with the local copies (see above)")
     parser.add_argument("--only", type=_parse_only, default=list(JOBS), help=f"subset of {', '.join(JOBS)}")
     parser.add_argument("--skip-missing", action="store_true", help="with --local-root: skip outputs with no folder")
     args = parser.parse_args(argv)
     if args.local_path:
         parser.error("data_prep.all reads several datasets: use --local-root (one folder per output), not --local-path")
-    if not 0.0 <= args.max_skip_frac <= 1.0:
-        parser.error("--max-skip-frac must be between 0 and 1")
+    if args.hf_id:
+        parser.error("data_prep.all reads several datasets: --hf-id names one; run that dataset's own script with it")
+    check_common_arguments(parser, args)
 
     status = 0
     summary: dict[str, Any] = {}
     for stem in args.only:
-        factory, folders = JOBS[stem]
-        spec = factory()
+        job = JOBS[stem]
         local = None
         if args.local_root:
             root = Path(args.local_root).expanduser()
-            found = [root / f for f in folders if (root / f).exists()]
-            if not found:
-                msg = f"no local copy for {stem}: none of {[str(root / f) for f in folders]} exists"
+            local, passed_over = job.find_local(root)
+            if local is None:
+                own, shared = job.folders()
+                tried = [str(root / f) for f in (*own, *shared)]
+                msg = f"no local copy for {stem}: none of {tried} exists" + "".join(f"; {p}" for p in passed_over)
                 summary[stem] = {"status": "missing", "detail": msg}
                 if args.skip_missing:
                     print(f"skip: {msg}", file=sys.stderr)
@@ -88,40 +135,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"error: {msg} (add it, or pass --skip-missing / --only)", file=sys.stderr)
                 status = max(status, 2)
                 continue
-            local = found[0]
-        try:
-            report = prepare(
-                spec,
-                args.out,
-                local_path=local,
-                image_root=args.image_root,
-                hf_id=None,
-                max_skip_frac=args.max_skip_frac,
-                limit=args.limit,
-                rows_per_group=args.rows_per_group,
-                progress=not args.quiet,
-            )
-        except SourceError as exc:
-            print(f"error: {stem}: {exc}", file=sys.stderr)
-            summary[stem] = {"status": "source_error", "detail": str(exc)}
-            status = max(status, 2)
+        code, result = run_spec(job.spec, args, local)
+        status = max(status, code)
+        if code == 2:
+            summary[stem] = {"status": "source_error", "detail": result}
             continue
-        print(summarize(report))
         summary[stem] = {
-            "status": "ok" if report["ok"] else "too_many_skipped",
-            "output": report["output"],
-            "records_read": report["records_read"],
-            "rows_written": report["rows_written"],
-            "skipped_by_reason": report["skipped_by_reason"],
-            "repaired_by_rule": report["repaired_by_rule"],
+            "status": "ok" if result["ok"] else "too_many_skipped",
+            "output": result["output"],
+            "source": result["source"],
+            "records_read": result["records_read"],
+            "rows_written": result["rows_written"],
+            "skipped_by_reason": result["skipped_by_reason"],
+            "repaired_by_rule": result["repaired_by_rule"],
         }
-        if not report["ok"]:
-            print(
-                f"error: {stem}: skipped {report['skipped']}/{report['records_read']} ({report['skip_frac']:.1%}) "
-                f"> --max-skip-frac {args.max_skip_frac}",
-                file=sys.stderr,
-            )
-            status = max(status, 1)
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

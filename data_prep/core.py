@@ -16,11 +16,9 @@ A script describes one output with a :class:`Spec` (ids, split, and a ``convert(
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -35,7 +33,7 @@ from tqdm.auto import tqdm
 from data_prep.images import ImageError, to_image_struct
 from data_prep.prompt import IMAGE_TOKEN, MEDIA_TOKENS, build_messages
 from data_prep.schema import ARROW_SCHEMA, make_extra_info
-from data_prep.sources import Source, SourceError, SourceSpec, open_hub, open_local
+from data_prep.sources import Source, SourceSpec, open_hub, open_local
 from reward_fns.schema import DATA_SOURCES
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -71,6 +69,8 @@ NOTE_KINDS = {
     "text_only_record": "MathVerse 'Text Only' record (testmini_text_only config): written with no image",
     "image_only_question": "the question text is empty after removing image tokens: the image carries it",
     "duplicate_image_reference": "the same <image k> is referenced twice: the image is passed twice (official rule)",
+    "option_marker_in_text": "We-Math option text holding a ';X.' that is not an option marker (a separator "
+    "artefact of the source, e.g. '∠AB;C.'): kept as text",
 }
 
 
@@ -410,100 +410,6 @@ def summarize(report: dict[str, Any]) -> str:
     )
 
 
-# ---------------------------------------------------------------------------------------------------------- CLI
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="output folder: <out>/<stem>.parquet + <stem>.report.json")
-    parser.add_argument(
-        "--local-path",
-        default=None,
-        help="read a local copy instead of the Hub: a save_to_disk folder, a parquet file/folder, the official "
-        "JSON(L) + image folder, or a folder laid out like shared/fixtures/benchmarks/<name>/ (records.jsonl + images)",
-    )
-    parser.add_argument("--image-root", default=None, help="folder that image paths in JSON records are relative to")
-    parser.add_argument("--hf-id", default=None, help="override the Hugging Face dataset id (a mirror)")
-    parser.add_argument(
-        "--max-skip-frac",
-        type=float,
-        default=0.05,
-        help="exit non-zero when more than this share of records is skipped (default 0.05)",
-    )
-    parser.add_argument("--limit", type=int, default=None, help="convert only the first N records")
-    parser.add_argument("--rows-per-group", type=int, default=256, help="parquet row-group size (rows)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run_specs(specs: Sequence[Spec], args: argparse.Namespace) -> int:
-    """Prepare each spec; 0 = all ok, 1 = a skip threshold exceeded, 2 = a source could not be opened."""
-    status = 0
-    for spec in specs:
-        try:
-            report = prepare(
-                spec,
-                args.out,
-                local_path=args.local_path,
-                image_root=args.image_root,
-                hf_id=args.hf_id,
-                max_skip_frac=args.max_skip_frac,
-                limit=args.limit,
-                rows_per_group=args.rows_per_group,
-                progress=not args.quiet,
-            )
-        except SourceError as exc:
-            print(f"error: {spec.stem}: {exc}", file=sys.stderr)
-            status = max(status, 2)
-            continue
-        print(summarize(report))
-        if not report["ok"]:
-            print(
-                f"error: {spec.stem}: skipped {report['skipped']}/{report['records_read']} records "
-                f"({report['skip_frac']:.1%}) > --max-skip-frac {report['max_skip_frac']}; see "
-                f"{Path(report['output']).with_suffix('.report.json')}",
-                file=sys.stderr,
-            )
-            status = max(status, 1)
-    return status
-
-
-def cli_main(
-    name: str,
-    doc: str | None,
-    add_arguments: Callable[[argparse.ArgumentParser], None],
-    build_specs: Callable[[argparse.Namespace], Sequence[Spec]],
-    argv: Sequence[str] | None = None,
-    check_arguments: Callable[[argparse.ArgumentParser, argparse.Namespace], None] | None = None,
-) -> int:
-    """The ``main`` of every per-dataset script."""
-    parser = argparse.ArgumentParser(
-        prog=f"python -m data_prep.{name}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_common_arguments(parser)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    if not 0.0 <= args.max_skip_frac <= 1.0:
-        parser.error("--max-skip-frac must be between 0 and 1")
-    if check_arguments is not None:
-        check_arguments(parser, args)
-    return run_specs(build_specs(args), args)
-
-
-def local_holds_one_table(local_path: str | os.PathLike | None) -> bool:
-    """True when ``--local-path`` can hold only one split/setting (a single file or a records.jsonl folder)."""
-    if not local_path:
-        return False
-    p = Path(local_path).expanduser()
-    return p.is_file() or (p / "records.jsonl").is_file() or (p / "state.json").is_file()
-
-
-def split_list(value: str, allowed: Sequence[str], what: str) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    bad = [v for v in items if v not in allowed]
-    if not items or bad:
-        raise argparse.ArgumentTypeError(f"{what} must be a comma-separated subset of {list(allowed)}, got {value!r}")
-    return items
-
-
 __all__ = [
     "LETTERS",
     "NOTE_KINDS",
@@ -513,18 +419,13 @@ __all__ = [
     "Converted",
     "Ctx",
     "Spec",
-    "add_common_arguments",
     "build_row",
     "clean_meta",
-    "cli_main",
     "letter_answer",
-    "local_holds_one_table",
     "option_lines",
     "prepare",
     "require_answer",
     "require_str",
-    "run_specs",
     "sanitize_media_tokens",
-    "split_list",
     "summarize",
 ]

@@ -12,21 +12,18 @@ Rows: ``data_source = "hiyouga/geometry3k"``, ground truth = ``answer``, ``quest
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any
 
+from data_prep.cli import Script
 from data_prep.core import (
     BadRecord,
     Converted,
     Ctx,
     Spec,
     clean_meta,
-    cli_main,
-    local_holds_one_table,
     require_answer,
     require_str,
-    split_list,
 )
 from data_prep.prompt import IMAGE_TOKEN
 from data_prep.sources import SourceSpec
@@ -89,27 +86,16 @@ def make_spec(split: str) -> Spec:
     )
 
 
-def build_specs(args: argparse.Namespace) -> list[Spec]:
-    return [make_spec(s) for s in args.split]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--split",
-        type=lambda v: split_list(v, SPLITS, "--split"),
-        default=["train", "test"],
-        help="comma-separated splits (default train,test: training set + CARE's in-training validation)",
-    )
-
-
-def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if len(args.split) > 1 and local_holds_one_table(args.local_path):
-        parser.error("--local-path holds one split: pass the split it holds with --split")
-
-
-def main(argv: list[str] | None = None) -> int:
-    return cli_main(NAME, __doc__, add_arguments, build_specs, argv, check_arguments)
-
+SCRIPT = Script(
+    NAME,
+    __doc__,
+    make_spec,
+    choices=SPLITS,
+    default=("train", "test"),
+    option="--split",
+    option_help="comma-separated splits (default train,test: training set + CARE's in-training validation)",
+)
+main = SCRIPT.main
 
 if __name__ == "__main__":
     sys.exit(main())

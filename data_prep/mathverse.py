@@ -14,11 +14,11 @@ config (``problem_version`` "Text Only", no image) are written with no image and
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from typing import Any
 
+from data_prep.cli import Script
 from data_prep.core import (
     LETTERS,
     BadRecord,
@@ -26,7 +26,6 @@ from data_prep.core import (
     Ctx,
     Spec,
     clean_meta,
-    cli_main,
     require_answer,
     require_str,
     sanitize_media_tokens,
@@ -118,29 +117,22 @@ def convert(record: dict[str, Any], ctx: Ctx) -> Converted:
     )
 
 
-def build_specs(args: argparse.Namespace) -> list[Spec]:
-    return [
-        Spec(
-            name=NAME,
-            stem=DATA_SOURCE,
-            data_source=DATA_SOURCE,
-            split=SPLIT,
-            variant=SPLIT,
-            ability="math",
-            source=SourceSpec(HF_ID, "testmini", SPLIT, OFFICIAL_FILES, dict_id_field="sample_index"),
-            convert=convert,
-            id_field="sample_index",
-        )
-    ]
+def make_spec(split: str = SPLIT) -> Spec:
+    return Spec(
+        name=NAME,
+        stem=DATA_SOURCE,
+        data_source=DATA_SOURCE,
+        split=split,
+        variant=split,
+        ability="math",
+        source=SourceSpec(HF_ID, "testmini", split, OFFICIAL_FILES, dict_id_field="sample_index"),
+        convert=convert,
+        id_field="sample_index",
+    )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
-def main(argv: list[str] | None = None) -> int:
-    return cli_main(NAME, __doc__, add_arguments, build_specs, argv)
-
+SCRIPT = Script(NAME, __doc__, make_spec, choices=(SPLIT,))
+main = SCRIPT.main
 
 if __name__ == "__main__":
     sys.exit(main())

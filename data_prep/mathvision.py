@@ -14,11 +14,11 @@ the ``image`` path (local JSON). ``answer_type``: ``letter`` (MC) / ``expr`` (fr
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from typing import Any
 
+from data_prep.cli import Script
 from data_prep.core import (
     LETTERS,
     BadRecord,
@@ -26,14 +26,11 @@ from data_prep.core import (
     Ctx,
     Spec,
     clean_meta,
-    cli_main,
     letter_answer,
-    local_holds_one_table,
     option_lines,
     require_answer,
     require_str,
     sanitize_media_tokens,
-    split_list,
 )
 from data_prep.prompt import IMAGE_TOKEN, MC_HINT
 from data_prep.sources import SourceSpec
@@ -115,27 +112,16 @@ def make_spec(split: str) -> Spec:
     )
 
 
-def build_specs(args: argparse.Namespace) -> list[Spec]:
-    return [make_spec(s) for s in args.split]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--split",
-        type=lambda v: split_list(v, SPLITS, "--split"),
-        default=["test"],
-        help="test (3,040), testmini (304), or both comma-separated (default test)",
-    )
-
-
-def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if len(args.split) > 1 and local_holds_one_table(args.local_path):
-        parser.error("--local-path holds one split: pass --split test or --split testmini")
-
-
-def main(argv: list[str] | None = None) -> int:
-    return cli_main(NAME, __doc__, add_arguments, build_specs, argv, check_arguments)
-
+SCRIPT = Script(
+    NAME,
+    __doc__,
+    make_spec,
+    choices=SPLITS,
+    default=("test",),
+    option="--split",
+    option_help="test (3,040), testmini (304), or both comma-separated (default test)",
+)
+main = SCRIPT.main
 
 if __name__ == "__main__":
     sys.exit(main())

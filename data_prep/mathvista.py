@@ -11,18 +11,17 @@ Question text: the official ``query`` (hint + question + unit + ``Choices: (A) â
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from typing import Any
 
+from data_prep.cli import Script
 from data_prep.core import (
     BadRecord,
     Converted,
     Ctx,
     Spec,
     clean_meta,
-    cli_main,
     require_answer,
     require_str,
     sanitize_media_tokens,
@@ -155,29 +154,22 @@ def convert(record: dict[str, Any], ctx: Ctx) -> Converted:
     )
 
 
-def build_specs(args: argparse.Namespace) -> list[Spec]:
-    return [
-        Spec(
-            name=NAME,
-            stem=DATA_SOURCE,
-            data_source=DATA_SOURCE,
-            split=SPLIT,
-            variant=SPLIT,
-            ability="math",
-            source=SourceSpec(HF_ID, None, SPLIT, OFFICIAL_FILES, dict_id_field="pid"),
-            convert=convert,
-            id_field="pid",
-        )
-    ]
+def make_spec(split: str = SPLIT) -> Spec:
+    return Spec(
+        name=NAME,
+        stem=DATA_SOURCE,
+        data_source=DATA_SOURCE,
+        split=split,
+        variant=split,
+        ability="math",
+        source=SourceSpec(HF_ID, None, split, OFFICIAL_FILES, dict_id_field="pid"),
+        convert=convert,
+        id_field="pid",
+    )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
-def main(argv: list[str] | None = None) -> int:
-    return cli_main(NAME, __doc__, add_arguments, build_specs, argv)
-
+SCRIPT = Script(NAME, __doc__, make_spec, choices=(SPLIT,))
+main = SCRIPT.main
 
 if __name__ == "__main__":
     sys.exit(main())

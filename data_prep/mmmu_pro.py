@@ -18,13 +18,12 @@ Ground truth: the answer letter. ``answer_type = letter``; ``choices`` = option 
 
 from __future__ import annotations
 
-import argparse
 import ast
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
+from data_prep.cli import Script
 from data_prep.core import (
     LETTERS,
     BadRecord,
@@ -32,14 +31,11 @@ from data_prep.core import (
     Ctx,
     Spec,
     clean_meta,
-    cli_main,
     letter_answer,
-    local_holds_one_table,
     option_lines,
     require_answer,
     require_str,
     sanitize_media_tokens,
-    split_list,
 )
 from data_prep.prompt import IMAGE_TOKEN, MC_HINT
 from data_prep.sources import SourceSpec
@@ -166,30 +162,17 @@ def make_spec(setting: str) -> Spec:
     )
 
 
-def build_specs(args: argparse.Namespace) -> list[Spec]:
-    return [make_spec(s) for s in args.setting]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--setting",
-        type=lambda v: split_list(v, tuple(SETTINGS), "--setting"),
-        default=["standard10"],
-        help="standard10 (config 'standard (10 options)'), vision, or both comma-separated (default standard10)",
-    )
-
-
-def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    # Only an HF snapshot folder (one sub-folder per config) holds both settings.
-    if args.local_path and len(args.setting) > 1:
-        local = Path(args.local_path)
-        if local_holds_one_table(local) or (local / "dataset_dict.json").is_file():
-            parser.error("--local-path holds one setting: pass --setting standard10 or --setting vision")
-
-
-def main(argv: list[str] | None = None) -> int:
-    return cli_main(NAME, __doc__, add_arguments, build_specs, argv, check_arguments)
-
+SCRIPT = Script(
+    NAME,
+    __doc__,
+    make_spec,
+    choices=tuple(SETTINGS),
+    default=("standard10",),
+    option="--setting",
+    option_help="standard10 (config 'standard (10 options)'), vision, or both comma-separated (default standard10)",
+    choices_are_configs=True,
+)
+main = SCRIPT.main
 
 if __name__ == "__main__":
     sys.exit(main())

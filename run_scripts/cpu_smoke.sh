@@ -14,10 +14,10 @@
 #                  (recipe_care/config/care_trainer.yaml); verl: python -m verl.trainer.main_ppo with verl's stock
 #                  ppo_trainer config and the same overrides (the "add algorithm.adv_estimator=care to your config"
 #                  path; RGR needs the recipe's rollout manager, so it is off there)
-#   SMOKE_BENCHMARK    benchmark whose fixture records data_prep converts into the rows (default: mathvision)
+#   SMOKE_BENCHMARK    benchmark whose fixture records (tests/fixtures/benchmarks/<name>) data_prep converts into the
+#                      rows (default: mathvision)
 #   CARE_SMOKE_DIR     output folder (default: <repo>/outputs/cpu_smoke); the run's metrics are written to
 #                      $CARE_SMOKE_DIR/<run>/metrics.jsonl and its console output to $CARE_SMOKE_DIR/<run>/console.log
-#   CARE_SHARED_DIR    the shared folder holding fixtures/benchmarks (default: <repo>/../shared)
 # Extra arguments are appended last as hydra overrides, e.g. `bash run_scripts/cpu_smoke.sh trainer.total_training_steps=1`.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
@@ -29,7 +29,6 @@ SMOKE_TEXT_ONLY="${SMOKE_TEXT_ONLY:-0}"
 SMOKE_BENCHMARK="${SMOKE_BENCHMARK:-mathvision}"
 SMOKE_ENTRY="${SMOKE_ENTRY:-recipe}"
 if [ "$ESTIMATOR" = care ] && [ "$SMOKE_ENTRY" = recipe ]; then SMOKE_RGR="${SMOKE_RGR:-1}"; else SMOKE_RGR="${SMOKE_RGR:-0}"; fi
-CARE_SHARED_DIR="${CARE_SHARED_DIR:-$CARE_REPO/../shared}"
 CARE_SMOKE_DIR="${CARE_SMOKE_DIR:-$CARE_REPO/outputs/cpu_smoke}"
 mkdir -p "$CARE_SMOKE_DIR"
 CARE_SMOKE_DIR="$(cd "$CARE_SMOKE_DIR" && pwd)"
@@ -73,7 +72,7 @@ t0=$(date +%s)
 python -m recipe_care.testing.tiny_models --out "$model_dir" $text_flag >/dev/null
 if [ ! -f "$data_dir/train.parquet" ] || [ ! -f "$data_dir/val.parquet" ]; then
   # The project's converter on the benchmark's fixture records, then 4 + 4 short rows with small images.
-  python -m "data_prep.$SMOKE_BENCHMARK" --local-path "$CARE_SHARED_DIR/fixtures/benchmarks/$SMOKE_BENCHMARK" \
+  python -m "data_prep.$SMOKE_BENCHMARK" --local-path "$CARE_REPO/tests/fixtures/benchmarks/$SMOKE_BENCHMARK" \
     --out "$data_dir/prepared" --quiet >/dev/null
   prepared=$(ls "$data_dir"/prepared/*.parquet | head -n 1)
   python -m recipe_care.testing.smoke_data --prepared "$prepared" --out "$data_dir" --train-rows 4 --val-rows 4 \

@@ -1,17 +1,15 @@
-"""Shared test helpers. `shared/` (docs and fixtures) lies beside the repository: ../shared."""
+"""Shared test helpers. The benchmark fixture records live in the repository: tests/fixtures/benchmarks/."""
 
-import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CARE_SHARED_DIR", REPO.parent / "shared"))
-FIXTURES = SHARED / "fixtures" / "benchmarks"
+FIXTURES = REPO / "tests" / "fixtures" / "benchmarks"
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():  # never skip silently: the fixtures are part of the suite
-        raise FileNotFoundError(f"benchmark fixtures not found at {FIXTURES}; set CARE_SHARED_DIR to the shared/ folder")
+        raise FileNotFoundError(f"benchmark fixtures not found at {FIXTURES}: the checkout is incomplete")
     return FIXTURES

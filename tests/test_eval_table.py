@@ -1,6 +1,6 @@
 """The evaluation table (``python -m recipe_care.eval_table``) on a small dump written by verl's own code.
 
-The benchmark rows come from the shared fixtures through the real converters (``data_prep.all``); each row gets a
+The benchmark rows come from the fixture records through the real converters (``data_prep.all``); each row gets a
 right or a wrong response on a fixed pattern, is scored by the evaluation reward (``recipe_care.eval_table.
 compute_score``), and verl 0.9.1 writes what its validation writes: the generations dump
 (``RayPPOTrainer._write_generations``, the ``trainer.validation_data_dir`` writer) and the ``val-core`` metrics

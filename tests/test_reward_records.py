@@ -1,6 +1,6 @@
 """Verifier verdicts on the real benchmark fixture records, with hand-written responses.
 
-Every fixture record (``../shared/fixtures/benchmarks/<name>/records.jsonl``) is turned into what data prep hands
+Every fixture record (``tests/fixtures/benchmarks/<name>/records.jsonl``) is turned into what data prep hands
 the verifiers (``data_source``, ``ground_truth`` = the published answer, ``extra_info`` per the contract in
 ``reward_fns.schema``), and each gets the same battery of responses:
 

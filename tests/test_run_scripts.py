@@ -237,7 +237,7 @@ def test_bad_environment_value_is_named(tmp_path):
 
 # --- the real (non-dry) path up to the launch, on CPU -----------------------------------------------------------
 # A fake `nvidia-smi` (8 GPUs) gets the script past its own GPU check and a stub `vllm` package past the install
-# check; data_prep.all then prepares the benchmark files from the shared fixtures (DATA_PREP_ARGS), the decoding
+# check; data_prep.all then prepares the benchmark files from the fixture records (DATA_PREP_ARGS), the decoding
 # sidecar is written, and the preflight runs for real: torch sees no GPU, so nothing is launched.
 
 
