@@ -176,19 +176,20 @@ def _onehot(idx: torch.Tensor, G: int, active: torch.Tensor) -> torch.Tensor:
 
 
 def _greedy_maxmin(
-    dist: torch.Tensor, start_mind: torch.Tensor, eligible: torch.Tensor, count: torch.Tensor, rounds: int
+    dist: torch.Tensor, first: torch.Tensor, eligible: torch.Tensor, count: torch.Tensor, rounds: int
 ) -> torch.Tensor:
-    """Greedy max-min (farthest-point) selection, vectorized over groups.
+    """Greedy max-min (farthest-point) selection among the negatives themselves, vectorized over groups.
 
-    Each round picks, among ``eligible`` and not yet chosen members, the one with the largest minimum distance to
-    the already-selected set (``start_mind`` holds the distances to the initial set); ties go to the lower column
-    (row order). Group b stops after ``count[b]`` picks. Returns the chosen mask [B, G].
+    Group b takes column ``first[b]`` (when ``count[b] > 0``), then repeatedly the ``eligible`` column not yet taken
+    with the largest minimum distance to the columns taken so far; nothing else (no anchor) enters that minimum.
+    Ties go to the lower column. Group b stops after ``count[b]`` picks; at most ``rounds`` picks are made. Returns
+    the chosen mask [B, G].
     """
     B, G = eligible.shape
-    chosen = torch.zeros(B, G, dtype=torch.bool)
-    mind = start_mind.clone()
+    chosen = _onehot(first, G, count > 0)
+    mind = _pick_rows(dist, first)
     neg_inf = torch.full_like(mind, -float("inf"))
-    for t in range(rounds):
+    for t in range(1, rounds):
         active = count > t
         if not bool(active.any()):
             break
@@ -196,6 +197,13 @@ def _greedy_maxmin(
         chosen |= _onehot(j, G, active)
         mind = torch.minimum(mind, _pick_rows(dist, j))
     return chosen
+
+
+def _permute_grid(dist: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """``dist[b, order[b, i], order[b, j]]``: the distance grid in the column order ``order`` [B, G]."""
+    B, G, _ = dist.shape
+    rows = torch.gather(dist, 1, order.unsqueeze(2).expand(B, G, G))
+    return torch.gather(rows, 2, order.unsqueeze(1).expand(B, G, G))
 
 
 def _zscore(r: torch.Tensor, member: torch.Tensor, eps: float) -> torch.Tensor:
@@ -286,21 +294,21 @@ def care_sequence_advantages(
         anchor_col = torch.where(cand, key, torch.full_like(key, -1.0)).argmax(dim=1)
     anchor = _onehot(anchor_col, G, has_anchor)
 
-    # ---- hard negatives: M nearest candidates to the anchor (an RGR row first), then max-min diversity ----
+    # ---- hard negatives: pool = the M candidates nearest to the anchor (an RGR row first), in that order; the
+    # nearest is taken, then greedy max-min diversity among the negatives down to K' = min(K, pool). Selection runs
+    # in pool order, so a diversity tie goes to the member nearer the anchor (then the lower row), as the authors'
+    # loop over their sorted pool does.
     hcand = has_anchor.unsqueeze(1) & valid & (neg | rgr_p) & ~anchor
     d_anchor = _pick_rows(dist, anchor_col)  # [B, G] distance of every member to its group's anchor
     d_key = torch.where(hcand, d_anchor, torch.full_like(d_anchor, float("inf")))
     d_key = torch.where(hcand & rgr_p, torch.full_like(d_key, -float("inf")), d_key)
     order = torch.sort(d_key, dim=1, stable=True).indices
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, cols.expand(B, G).contiguous())
-    pool = hcand & (rank < config.M)
-    k_prime = torch.clamp(pool.sum(1), max=config.K)
-    first = order[:, 0]
+    pool_size = torch.clamp(hcand.sum(1), max=config.M)
+    k_prime = torch.clamp(pool_size, max=config.K)
     has_h = k_prime > 0
-    chosen = _onehot(first, G, has_h)
-    more = _greedy_maxmin(dist, _pick_rows(dist, first), pool & ~chosen, k_prime - 1, config.K - 1)
-    hard = chosen | more
+    in_pool = cols < pool_size.unsqueeze(1)  # pool members are the first pool_size positions of `order`
+    picked = _greedy_maxmin(_permute_grid(dist, order), torch.zeros(B, dtype=torch.int64), in_pool, k_prime, config.K)
+    hard = torch.zeros(B, G, dtype=torch.bool).scatter_(1, order, picked)
     subgroup = anchor | hard
 
     z = _zscore(r, subgroup, config.eps)
@@ -331,8 +339,13 @@ def care_sequence_advantages(
         p_col = lp.argmax(dim=1)  # highest summed log-prob; ties → lowest row index
         p_mask = _onehot(p_col, G, rescued)
         k = torch.where(rescued, torch.clamp(lay.sizes - 1, max=config.K), torch.zeros_like(lay.sizes))
-        # farthest-first from the pseudo-anchor: first the failure farthest from p, then max-min distance
-        rneg = _greedy_maxmin(dist, _pick_rows(dist, p_col), valid & ~p_mask, k, config.K)
+        # the authors' _select_diverse_negatives: candidates = the other failures in row order; first the one
+        # farthest from the pseudo-anchor, then max-min distance to the negatives already taken (the pseudo-anchor
+        # no longer counts); ties to the lower row
+        rcand = valid & ~p_mask
+        d_p = _pick_rows(dist, p_col)
+        r_first = torch.where(rcand, d_p, torch.full_like(d_p, -float("inf"))).argmax(dim=1)
+        rneg = _greedy_maxmin(dist, r_first, rcand, k, config.K)
         kf = k.clamp_min(1).to(torch.float64).unsqueeze(1)
         delta = config.rescue_delta
         eq = torch.sqrt(config.K / kf) if config.equalize else torch.ones_like(kf)
