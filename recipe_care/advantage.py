@@ -1,21 +1,23 @@
 """CARE advantage math: pure torch, vectorized, no verl import.
 
-Two public entry points (their names and meanings are a stable contract):
+Two public entry points (their names and meanings are a stable contract; the rules are specified in
+docs/algorithm.md, sections "Anchor" to "Region-weighted tokens"):
 
-- :func:`care_sequence_advantages` — one scalar advantage per rollout (care-algorithm.md §2.2–2.5, §8):
-  shortest-think anchor, hard negatives (M nearest failures by cosine distance, then greedy max-min diversity to
-  K' = min(K, pool)), z-score inside {anchor} ∪ negatives (population std, ε), negative-only scaling s, reduced
-  scale s_refl for an RGR row that still fails, update-size equalization sqrt(K/K'), zero for every row outside
-  the subgroup, zero for all-positive groups, and the all-negative rescue (``faithful`` or ``small``).
-- :func:`region_token_advantages` — spread each sequence advantage over its response tokens (§2.6): answer tokens
-  weigh 1, think tokens weigh γ_pos for correct rollouts and 0 for failures, divided by the row's weight sum.
+- :func:`care_sequence_advantages` — one scalar advantage per rollout: shortest-think anchor, hard negatives (the M
+  failures nearest to the anchor by cosine distance; the nearest, then greedy max-min diversity among the negatives
+  to K' = min(K, pool)), z-score inside {anchor} ∪ negatives (population std, ε), negative-only scaling s, reduced
+  scale s_refl for an RGR row that still fails, update-size equalization sqrt(K/K'), zero for every row outside the
+  subgroup, zero for all-positive groups, and the all-negative rescue (``faithful`` or ``small``; negatives chosen
+  as the authors' ``_select_diverse_negatives`` does).
+- :func:`region_token_advantages` — spread each sequence advantage over its response tokens: answer tokens weigh 1,
+  think tokens weigh γ_pos for correct rollouts and 0 for failures, divided by the row's weight sum.
 
 Rows of a group need not be contiguous (verl reorders rows); groups may have different sizes. Groups are laid
 out in a padded ``[B, G_max]`` grid once, and every step is a tensor operation over all groups at once; the only
 Python loop runs over the K selection rounds (K = 4), never over rows or groups.
 
-Positives are rollouts with ``acc == 1`` (never ``reward > 0``); the z-score uses ``rewards`` (the verifier's
-training reward). See the README's "Deviations from the authors' code".
+Positives are rollouts with ``acc == 1`` (never ``reward > 0``); the z-score uses ``rewards`` (the verifier's score,
+``token_level_scores``, as the authors). See docs/algorithm.md, "Deviations".
 """
 
 from __future__ import annotations
@@ -233,10 +235,11 @@ def care_sequence_advantages(
 
     Args:
         acc: [N] verifier accuracy; a rollout is positive iff ``acc == 1``.
-        rewards: [N] training reward used in the subgroup z-score.
+        rewards: [N] the verifier's score (verl's ``token_level_scores`` summed), used in the subgroup z-score.
         group_ids: [N] group (prompt) id of each row, e.g. verl's ``uid`` column; rows need not be contiguous.
-        think_len: [N] tokens inside ``<think>…</think>`` (callers fall back to the response length).
-        answer_len: [N] tokens inside ``<answer>…</answer>`` (tie-break of the anchor).
+        think_len: [N] tokens inside ``<think>…</think>``; callers pass the response length for a missing, empty or
+            blank think span (``recipe_care.spans.anchor_lengths``).
+        answer_len: [N] tokens inside ``<answer>…</answer>`` (tie-break of the anchor; same fallback).
         embeddings: [N, D] rationale embeddings (cosine distance; re-normalized here) or None (all distances
             equal: selection falls back to row order).
         seq_logprob: [N] summed old log-prob of each response (rescue pseudo-anchor) or None (first row).
@@ -245,7 +248,7 @@ def care_sequence_advantages(
             anchor (it took the place of the failure it repaired) and is never the anchor unless it is the only
             positive.
         rgr_failed: [N] bool, the RGR row still fails (scale s_refl). Defaults to ``rgr_row & ~positive``.
-        step: training step, mixed into the seed of ``anchor="random"``.
+        step: training step (the trainer's ``global_steps``), mixed into the seed of ``anchor="random"``.
     """
     acc_t = torch.as_tensor(np.asarray(acc, dtype=np.float64) if not isinstance(acc, torch.Tensor) else acc)
     acc_t = acc_t.reshape(-1).to(torch.float64)
@@ -390,7 +393,7 @@ def region_token_advantages(
     think_len: Optional[torch.Tensor] = None,
     answer_len: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Region-weighted token advantages [N, T] (care-algorithm.md §2.6).
+    """Region-weighted token advantages [N, T] (docs/algorithm.md#region-weighted-tokens).
 
     ``w[i,t] = 1[t in answer_i] + gamma_pos * 1[t in think_i] * 1[acc_i == 1]``, restricted to the response mask;
     a row without an answer span uses its whole response as "answer", a row without a think span its whole

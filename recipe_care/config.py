@@ -111,11 +111,14 @@ class CareConfig:
     [code ``region_weighted``]."""
 
     anchor: str = "shortest"
-    """Anchor rule: ``"shortest"`` (fewest think tokens, ties: fewer answer tokens, then lower row index) or
-    ``"random"`` (a uniformly random correct rollout; the paper's ablation). Default ``"shortest"`` [paper]."""
+    """Anchor rule: ``"shortest"`` (fewest think tokens, ties: fewer answer tokens, then lower row index; a missing,
+    empty or blank think span counts as the whole response) or ``"random"`` (a uniformly random correct rollout, a
+    new draw every training step; the paper's ablation). Default ``"shortest"`` [paper; code
+    ``_select_anchor_index``; blank spans: ours, docs/algorithm.md#anchor]."""
 
     seed: int = 0
-    """Seed for ``anchor="random"`` (combined with the step so each step draws anew). Default 0 [ours]."""
+    """Seed for ``anchor="random"`` (combined with the trainer's ``global_steps`` so each step draws anew). Default 0
+    [ours]."""
 
     similarity: str = "auto"
     """Which rationale embedding selects hard negatives: ``"hidden"`` (policy last-layer hidden states mean-pooled

@@ -4,18 +4,18 @@ verl's ``compute_advantage`` passes a custom estimator only ``token_level_reward
 ``recipe_care.patches`` adds ``batch``, ``non_tensor_batch`` and ``meta_info`` for ``adv_estimator == "care"``
 (legacy trainer), so CARE reads everything else from the batch:
 
-| input                 | source                                                | fallback (one warning naming the fix)       |
-|-----------------------|-------------------------------------------------------|---------------------------------------------|
-| correctness ``acc``   | ``non_tensor_batch["acc"]`` (reward dict key)          | ``score >= 1`` (return ``acc`` instead)     |
-| reward of the z-score | ``token_level_scores.sum(-1)`` (the verifier's score, | ``token_level_rewards.sum(-1)``             |
-|                       | before any KL-in-reward penalty, as the authors)       |                                             |
-| think/answer spans    | ``responses`` decoded with the trainer's tokenizer     | whole response (no tokenizer reachable)     |
-| rationale embeddings  | ``batch["care_embeddings"]`` (policy hidden states);   | hashed token n-grams of the think span      |
-|                       | removed from the batch once used                       |                                             |
-| rescue log-probs      | ``old_log_probs`` (else ``rollout_log_probs``)         | first row of the group                      |
-| RGR flags             | ``non_tensor_batch["rgr_row"/"rgr_failed"]``           | no RGR rows                                 |
-| training step         | the trainer's ``global_steps`` (recorded by the        | ``meta_info["global_steps"]``, else 0       |
-|                       | ``RayPPOTrainer.__init__`` patch)                      |                                             |
+| input                | source                                                 | fallback (one warning)          |
+|----------------------|--------------------------------------------------------|---------------------------------|
+| correctness ``acc``  | ``non_tensor_batch["acc"]`` (reward dict key)           | ``score >= 1``                  |
+| z-score reward       | ``token_level_scores.sum(-1)``: the verifier's score,  | ``token_level_rewards.sum(-1)`` |
+|                      | before any KL-in-reward penalty (as the authors)        |                                 |
+| think/answer spans   | ``responses`` decoded with the trainer's tokenizer      | whole response                  |
+| rationale embeddings | ``batch["care_embeddings"]`` (policy hidden states),    | hashed token n-grams of the     |
+|                      | dropped from the batch after this call                  | think span                      |
+| rescue log-probs     | ``old_log_probs`` (else ``rollout_log_probs``)          | first row of the group          |
+| RGR flags            | ``non_tensor_batch["rgr_row"/"rgr_failed"]``            | no RGR rows                     |
+| training step        | the trainer's ``global_steps`` (recorded by the         | ``meta_info["global_steps"]``,  |
+|                      | ``RayPPOTrainer.__init__`` patch)                       | else 0                          |
 """
 
 from __future__ import annotations
