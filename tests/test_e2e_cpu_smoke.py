@@ -126,7 +126,9 @@ def test_care_estimator_ran_inside_the_task_runner(smoke):
         care = {k: v for k, v in step.items() if k.startswith("care/")}
         assert care, "no care/* metrics: the care estimator did not run"
         assert care.get("care/groups") == 4.0, care  # 4 prompts per step, one uid group each
-        # hard negatives chosen from policy hidden states pooled inside the old-log-prob pass (not n-grams)
+        # hard negatives chosen from policy hidden states pooled inside the old-log-prob pass (not n-grams); they left
+        # the batch after compute_advantage, and the actor update that followed still ran (finite, non-zero gradient:
+        # test_actor_gradient_is_finite_and_nonzero), so nothing downstream needs them
         assert care.get("care/hidden_embeddings") == 1.0, care
 
 
