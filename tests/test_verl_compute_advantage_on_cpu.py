@@ -222,7 +222,7 @@ def trainer(tiny_qwen2, tokenizer):
     with initialize_config_dir(config_dir=config_dir, version_base=None):
         cfg = compose(config_name="ppo_trainer", overrides=[
             f"actor_rollout_ref.model.path={tiny_qwen2}", "algorithm.adv_estimator=care", "trainer.device=cpu",
-            "data.train_batch_size=1", "data.val_batch_size=1"])
+            "data.train_batch_size=1", "data.val_batch_size=1", "data.dataloader_num_workers=0"])
     rows = [{"row": 0}]
     trainer = ray_trainer.RayPPOTrainer(cfg, tokenizer, role_worker_mapping={Role.ActorRollout: object},
                                         resource_pool_manager=None, train_dataset=rows, val_dataset=rows,
