@@ -1,21 +1,23 @@
 """CARE advantage math: pure torch, vectorized, no verl import.
 
-Two public entry points (their names and meanings are a stable contract):
+Two public entry points (their names and meanings are a stable contract; the rules are specified in
+docs/algorithm.md, sections "Anchor" to "Region-weighted tokens"):
 
-- :func:`care_sequence_advantages` — one scalar advantage per rollout (care-algorithm.md §2.2–2.5, §8):
-  shortest-think anchor, hard negatives (M nearest failures by cosine distance, then greedy max-min diversity to
-  K' = min(K, pool)), z-score inside {anchor} ∪ negatives (population std, ε), negative-only scaling s, reduced
-  scale s_refl for an RGR row that still fails, update-size equalization sqrt(K/K'), zero for every row outside
-  the subgroup, zero for all-positive groups, and the all-negative rescue (``faithful`` or ``small``).
-- :func:`region_token_advantages` — spread each sequence advantage over its response tokens (§2.6): answer tokens
-  weigh 1, think tokens weigh γ_pos for correct rollouts and 0 for failures, divided by the row's weight sum.
+- :func:`care_sequence_advantages` — one scalar advantage per rollout: shortest-think anchor, hard negatives (the M
+  failures nearest to the anchor by cosine distance; the nearest, then greedy max-min diversity among the negatives
+  to K' = min(K, pool)), z-score inside {anchor} ∪ negatives (population std, ε), negative-only scaling s, reduced
+  scale s_refl for an RGR row that still fails, update-size equalization sqrt(K/K'), zero for every row outside the
+  subgroup, zero for all-positive groups, and the all-negative rescue (``faithful`` or ``small``; negatives chosen
+  as the authors' ``_select_diverse_negatives`` does).
+- :func:`region_token_advantages` — spread each sequence advantage over its response tokens: answer tokens weigh 1,
+  think tokens weigh γ_pos for correct rollouts and 0 for failures, divided by the row's weight sum.
 
 Rows of a group need not be contiguous (verl reorders rows); groups may have different sizes. Groups are laid
 out in a padded ``[B, G_max]`` grid once, and every step is a tensor operation over all groups at once; the only
 Python loop runs over the K selection rounds (K = 4), never over rows or groups.
 
-Positives are rollouts with ``acc == 1`` (never ``reward > 0``); the z-score uses ``rewards`` (the verifier's
-training reward). See the README's "Deviations from the authors' code".
+Positives are rollouts with ``acc == 1`` (never ``reward > 0``); the z-score uses ``rewards`` (the verifier's score,
+``token_level_scores``, as the authors). See docs/algorithm.md, "Deviations".
 """
 
 from __future__ import annotations
@@ -176,19 +178,20 @@ def _onehot(idx: torch.Tensor, G: int, active: torch.Tensor) -> torch.Tensor:
 
 
 def _greedy_maxmin(
-    dist: torch.Tensor, start_mind: torch.Tensor, eligible: torch.Tensor, count: torch.Tensor, rounds: int
+    dist: torch.Tensor, first: torch.Tensor, eligible: torch.Tensor, count: torch.Tensor, rounds: int
 ) -> torch.Tensor:
-    """Greedy max-min (farthest-point) selection, vectorized over groups.
+    """Greedy max-min (farthest-point) selection among the negatives themselves, vectorized over groups.
 
-    Each round picks, among ``eligible`` and not yet chosen members, the one with the largest minimum distance to
-    the already-selected set (``start_mind`` holds the distances to the initial set); ties go to the lower column
-    (row order). Group b stops after ``count[b]`` picks. Returns the chosen mask [B, G].
+    Group b takes column ``first[b]`` (when ``count[b] > 0``), then repeatedly the ``eligible`` column not yet taken
+    with the largest minimum distance to the columns taken so far; nothing else (no anchor) enters that minimum.
+    Ties go to the lower column. Group b stops after ``count[b]`` picks; at most ``rounds`` picks are made. Returns
+    the chosen mask [B, G].
     """
     B, G = eligible.shape
-    chosen = torch.zeros(B, G, dtype=torch.bool)
-    mind = start_mind.clone()
+    chosen = _onehot(first, G, count > 0)
+    mind = _pick_rows(dist, first)
     neg_inf = torch.full_like(mind, -float("inf"))
-    for t in range(rounds):
+    for t in range(1, rounds):
         active = count > t
         if not bool(active.any()):
             break
@@ -196,6 +199,13 @@ def _greedy_maxmin(
         chosen |= _onehot(j, G, active)
         mind = torch.minimum(mind, _pick_rows(dist, j))
     return chosen
+
+
+def _permute_grid(dist: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """``dist[b, order[b, i], order[b, j]]``: the distance grid in the column order ``order`` [B, G]."""
+    B, G, _ = dist.shape
+    rows = torch.gather(dist, 1, order.unsqueeze(2).expand(B, G, G))
+    return torch.gather(rows, 2, order.unsqueeze(1).expand(B, G, G))
 
 
 def _zscore(r: torch.Tensor, member: torch.Tensor, eps: float) -> torch.Tensor:
@@ -225,10 +235,11 @@ def care_sequence_advantages(
 
     Args:
         acc: [N] verifier accuracy; a rollout is positive iff ``acc == 1``.
-        rewards: [N] training reward used in the subgroup z-score.
+        rewards: [N] the verifier's score (verl's ``token_level_scores`` summed), used in the subgroup z-score.
         group_ids: [N] group (prompt) id of each row, e.g. verl's ``uid`` column; rows need not be contiguous.
-        think_len: [N] tokens inside ``<think>…</think>`` (callers fall back to the response length).
-        answer_len: [N] tokens inside ``<answer>…</answer>`` (tie-break of the anchor).
+        think_len: [N] tokens inside ``<think>…</think>``; callers pass the response length for a missing, empty or
+            blank think span (``recipe_care.spans.anchor_lengths``).
+        answer_len: [N] tokens inside ``<answer>…</answer>`` (tie-break of the anchor; same fallback).
         embeddings: [N, D] rationale embeddings (cosine distance; re-normalized here) or None (all distances
             equal: selection falls back to row order).
         seq_logprob: [N] summed old log-prob of each response (rescue pseudo-anchor) or None (first row).
@@ -237,7 +248,7 @@ def care_sequence_advantages(
             anchor (it took the place of the failure it repaired) and is never the anchor unless it is the only
             positive.
         rgr_failed: [N] bool, the RGR row still fails (scale s_refl). Defaults to ``rgr_row & ~positive``.
-        step: training step, mixed into the seed of ``anchor="random"``.
+        step: training step (the trainer's ``global_steps``), mixed into the seed of ``anchor="random"``.
     """
     acc_t = torch.as_tensor(np.asarray(acc, dtype=np.float64) if not isinstance(acc, torch.Tensor) else acc)
     acc_t = acc_t.reshape(-1).to(torch.float64)
@@ -286,21 +297,21 @@ def care_sequence_advantages(
         anchor_col = torch.where(cand, key, torch.full_like(key, -1.0)).argmax(dim=1)
     anchor = _onehot(anchor_col, G, has_anchor)
 
-    # ---- hard negatives: M nearest candidates to the anchor (an RGR row first), then max-min diversity ----
+    # ---- hard negatives: pool = the M candidates nearest to the anchor (an RGR row first), in that order; the
+    # nearest is taken, then greedy max-min diversity among the negatives down to K' = min(K, pool). Selection runs
+    # in pool order, so a diversity tie goes to the member nearer the anchor (then the lower row), as the authors'
+    # loop over their sorted pool does.
     hcand = has_anchor.unsqueeze(1) & valid & (neg | rgr_p) & ~anchor
     d_anchor = _pick_rows(dist, anchor_col)  # [B, G] distance of every member to its group's anchor
     d_key = torch.where(hcand, d_anchor, torch.full_like(d_anchor, float("inf")))
     d_key = torch.where(hcand & rgr_p, torch.full_like(d_key, -float("inf")), d_key)
     order = torch.sort(d_key, dim=1, stable=True).indices
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, cols.expand(B, G).contiguous())
-    pool = hcand & (rank < config.M)
-    k_prime = torch.clamp(pool.sum(1), max=config.K)
-    first = order[:, 0]
+    pool_size = torch.clamp(hcand.sum(1), max=config.M)
+    k_prime = torch.clamp(pool_size, max=config.K)
     has_h = k_prime > 0
-    chosen = _onehot(first, G, has_h)
-    more = _greedy_maxmin(dist, _pick_rows(dist, first), pool & ~chosen, k_prime - 1, config.K - 1)
-    hard = chosen | more
+    in_pool = cols < pool_size.unsqueeze(1)  # pool members are the first pool_size positions of `order`
+    picked = _greedy_maxmin(_permute_grid(dist, order), torch.zeros(B, dtype=torch.int64), in_pool, k_prime, config.K)
+    hard = torch.zeros(B, G, dtype=torch.bool).scatter_(1, order, picked)
     subgroup = anchor | hard
 
     z = _zscore(r, subgroup, config.eps)
@@ -331,8 +342,13 @@ def care_sequence_advantages(
         p_col = lp.argmax(dim=1)  # highest summed log-prob; ties → lowest row index
         p_mask = _onehot(p_col, G, rescued)
         k = torch.where(rescued, torch.clamp(lay.sizes - 1, max=config.K), torch.zeros_like(lay.sizes))
-        # farthest-first from the pseudo-anchor: first the failure farthest from p, then max-min distance
-        rneg = _greedy_maxmin(dist, _pick_rows(dist, p_col), valid & ~p_mask, k, config.K)
+        # the authors' _select_diverse_negatives: candidates = the other failures in row order; first the one
+        # farthest from the pseudo-anchor, then max-min distance to the negatives already taken (the pseudo-anchor
+        # no longer counts); ties to the lower row
+        rcand = valid & ~p_mask
+        d_p = _pick_rows(dist, p_col)
+        r_first = torch.where(rcand, d_p, torch.full_like(d_p, -float("inf"))).argmax(dim=1)
+        rneg = _greedy_maxmin(dist, r_first, rcand, k, config.K)
         kf = k.clamp_min(1).to(torch.float64).unsqueeze(1)
         delta = config.rescue_delta
         eq = torch.sqrt(config.K / kf) if config.equalize else torch.ones_like(kf)
@@ -377,7 +393,7 @@ def region_token_advantages(
     think_len: Optional[torch.Tensor] = None,
     answer_len: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Region-weighted token advantages [N, T] (care-algorithm.md §2.6).
+    """Region-weighted token advantages [N, T] (docs/algorithm.md#region-weighted-tokens).
 
     ``w[i,t] = 1[t in answer_i] + gamma_pos * 1[t in think_i] * 1[acc_i == 1]``, restricted to the response mask;
     a row without an answer span uses its whole response as "answer", a row without a think span its whole

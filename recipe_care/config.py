@@ -12,6 +12,7 @@ a clear error (a typo must not silently fall back to a default).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
@@ -20,6 +21,17 @@ RESCUE_MODES = ("off", "faithful", "small")
 TOKEN_WEIGHTINGS = ("region", "uniform")
 ANCHOR_RULES = ("shortest", "random")
 SIMILARITIES = ("auto", "hidden", "ngram")
+
+logger = logging.getLogger("recipe_care")
+_WARNED: set = set()
+
+
+def _warn_once(key: Any, message: str) -> None:
+    """A config warning once per process (configs are rebuilt every step)."""
+    if key not in _WARNED:
+        _WARNED.add(key)
+        logger.warning("CARE: %s", message)
+
 
 # Accepted spellings from the authors' config, mapped to ours.
 _ALIASES = {"token_weighting": {"region_weighted": "region", "none": "uniform"}}
@@ -64,7 +76,8 @@ class CareConfig:
 
     M: int = 6
     """Pre-selection pool: the M failures nearest to the anchor before the max-min diversity step. Default 6
-    [code ``care.M``]. ``M=K`` gives the pure "K nearest" rule."""
+    [code ``care.M``]. ``M=K`` gives the pure "K nearest" rule. ``M < K`` is allowed, as in the authors' code
+    (pool ``min(M, failures)``, ``K' = min(K, pool) <= M``, equalization ``sqrt(K/K')``), with one warning."""
 
     s: float = 0.5
     """Negative-only scale: failures in the subgroup get ``-s*|z|``. Default 0.5 [code ``care.neg_scale_s``]."""
@@ -80,7 +93,7 @@ class CareConfig:
     """All-negative rescue: ``"off"`` | ``"faithful"`` (pseudo-rewards z-scored, so delta cancels, as the authors'
     code does) | ``"small"`` (advantages of size delta: +delta for the pseudo-anchor, -s*delta/k per negative,
     times the equalization factor). Default ``"faithful"`` [code ``care.rescue.enable=true``; "small" is the
-    paper's "small pseudo-contrast" reading, care-algorithm.md A3]."""
+    paper's "small pseudo-contrast" reading, docs/algorithm.md#all-negative-rescue]."""
 
     rescue_delta: float = 0.1
     """Pseudo-reward magnitude delta of the rescue. Default 0.1 [code ``care.rescue.delta``]."""
@@ -98,11 +111,14 @@ class CareConfig:
     [code ``region_weighted``]."""
 
     anchor: str = "shortest"
-    """Anchor rule: ``"shortest"`` (fewest think tokens, ties: fewer answer tokens, then lower row index) or
-    ``"random"`` (a uniformly random correct rollout; the paper's ablation). Default ``"shortest"`` [paper]."""
+    """Anchor rule: ``"shortest"`` (fewest think tokens, ties: fewer answer tokens, then lower row index; a missing,
+    empty or blank think span counts as the whole response) or ``"random"`` (a uniformly random correct rollout, a
+    new draw every training step; the paper's ablation). Default ``"shortest"`` [paper; code
+    ``_select_anchor_index``; blank spans: ours, docs/algorithm.md#anchor]."""
 
     seed: int = 0
-    """Seed for ``anchor="random"`` (combined with the step so each step draws anew). Default 0 [ours]."""
+    """Seed for ``anchor="random"`` (combined with the trainer's ``global_steps`` so each step draws anew). Default 0
+    [ours]."""
 
     similarity: str = "auto"
     """Which rationale embedding selects hard negatives: ``"hidden"`` (policy last-layer hidden states mean-pooled
@@ -123,7 +139,13 @@ class CareConfig:
             raise ValueError(f"care.M must be >= 1, got {self.M}")
         self.K, self.M = int(self.K), int(self.M)
         if self.M < self.K:
-            raise ValueError(f"care.M ({self.M}) must be >= care.K ({self.K}): the pool must hold K negatives")
+            _warn_once(
+                ("M<K", self.K, self.M),
+                f"care.M={self.M} is smaller than care.K={self.K}: the pool holds at most M failures, so a subgroup "
+                f"never has more than {self.M} hard negatives (K' <= M) and its advantages are always scaled up by "
+                f"sqrt(K/K') >= {math.sqrt(self.K / self.M):.3g} (as the authors' code does). Set care.M >= care.K "
+                "unless this is intended.",
+            )
         for name in ("s", "eps", "rescue_delta", "gamma_pos"):
             value = float(getattr(self, name))
             if not math.isfinite(value) or value < 0:

@@ -1,9 +1,10 @@
 """Rationale embeddings from policy hidden states: the pooling math (torch only, no verl import).
 
-care-algorithm.md §2.3: the embedding of rollout i is the current policy's **last-layer hidden state** (the input of
-``lm_head``, i.e. after the final norm) **mean-pooled over the response's ``<think>`` tokens** (the whole response
-when it has no think span), **L2-normalised**. ``recipe_care.embedding_patch`` computes it inside verl's old-log-prob
-forward pass; this module holds the layout-independent pieces:
+docs/algorithm.md#rationale-embeddings: the embedding of rollout i is the current policy's **last-layer hidden
+state** (the input of ``lm_head``, i.e. after the final norm) **mean-pooled over the response's ``<think>`` tokens**
+(the whole response when it has no think span, a blank one included), **L2-normalised**.
+``recipe_care.embedding_patch`` computes it inside verl's old-log-prob forward pass; this module holds the
+layout-independent pieces:
 
 * :func:`response_pool_mask` — which response tokens to pool (think span, else every valid response token);
 * :func:`sequence_pool_mask` — the same mask over the whole left/right-padded sequence ``[N, prompt + response]``;

@@ -6,11 +6,17 @@ when its bytes overlap the span's content (the bytes between the tags); a token 
 answer. Tokens made only of tag bytes belong to neither. The byte table is exact for byte-level BPE tokenizers
 (Qwen2/2.5/3, GPT-2 family) and approximate (single-token decode) for others.
 
-Span rules (care-algorithm.md §2.2, §3):
-- think: after the first ``<think>`` up to the first ``</think>`` after it (to the end of the response when
-  ``</think>`` is missing); no ``<think>`` → no think span (callers fall back to the whole response);
-- answer: after the first ``<answer>`` that follows the think span, up to the first ``</answer>`` after it (to the
-  end when unclosed); no ``<answer>`` → no answer span.
+Span rules (docs/algorithm.md#spans):
+- think: after the first ``<think>`` up to the first ``</think>`` after it; when ``</think>`` is missing, up to the
+  first ``<answer>`` after ``<think>`` (else to the end of the response). No ``<think>``, or a think span with no
+  non-whitespace content (``<think>\n\n</think>``, which Qwen3 emits), → no think span (callers fall back to the
+  whole response);
+- answer: after the first ``<answer>`` that follows ``</think>`` (the start of the response when there is no
+  ``<think>``; the think span's start when ``</think>`` is missing), up to the first ``</answer>`` after it (to the
+  end when unclosed); no such ``<answer>`` → no answer span.
+
+:func:`anchor_lengths` turns spans into the lengths that rank the anchor (the same rule serves the ``care`` estimator
+and RGR's representative choice).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ class Spans:
     answer_mask: torch.Tensor  # bool [N, T]
     think_len: torch.Tensor  # int64 [N] tokens in the think span (0 if none)
     answer_len: torch.Tensor  # int64 [N]
-    has_think: torch.Tensor  # bool [N]
+    has_think: torch.Tensor  # bool [N] a think span with visible content (a blank one counts as missing)
     has_answer: torch.Tensor  # bool [N]
 
 
@@ -51,6 +57,22 @@ def find_byte_spans(data: bytes) -> tuple[int, int, int, int]:
         if ts >= 0 and te > k:  # unclosed think that runs into the answer: cut it at <answer>
             te = k
     return ts, te, as_, ae
+
+
+def is_blank(data: bytes) -> bool:
+    """True when ``data`` holds no visible character (only whitespace, after UTF-8 decoding)."""
+    return not data.decode("utf-8", errors="replace").strip()
+
+
+def anchor_lengths(spans: "Spans", full_len: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(think_len, answer_len) that rank the anchor: a missing or zero-token span counts as the whole response
+    (``full_len``, the valid response tokens), as the authors' ``think_len = where(think_len > 0, think_len,
+    resp_len)`` does; a blank think span is already missing (:class:`TagSpanParser`), so empty reasoning never makes a
+    rollout "shortest"."""
+    full = full_len.to(torch.int64)
+    think = torch.where(spans.has_think & (spans.think_len > 0), spans.think_len, full)
+    answer = torch.where(spans.has_answer & (spans.answer_len > 0), spans.answer_len, full)
+    return think, answer
 
 
 def _byte_level_table(tokenizer: Any) -> list[int] | None:
@@ -111,7 +133,10 @@ class TagSpanParser:
             data = text.encode("utf-8")
             if len(data) != total[i]:  # invalid UTF-8 was replaced while decoding: rebuild the exact bytes
                 data = self._exact_bytes(masked[i], valid[i])
-            bounds[i] = torch.tensor(find_byte_spans(data))
+            ts_i, te_i, as_i, ae_i = find_byte_spans(data)
+            if ts_i >= 0 and is_blank(data[ts_i:te_i]):  # empty reasoning counts as no reasoning
+                ts_i = te_i = -1
+            bounds[i] = torch.tensor((ts_i, te_i, as_i, ae_i))
         ts, te, as_, ae = bounds.unbind(1)
         real = valid & (nb > 0)
         # a token belongs to a span when it overlaps the span's content bytes (a token that merges the last

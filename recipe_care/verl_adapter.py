@@ -4,19 +4,24 @@ verl's ``compute_advantage`` passes a custom estimator only ``token_level_reward
 ``recipe_care.patches`` adds ``batch``, ``non_tensor_batch`` and ``meta_info`` for ``adv_estimator == "care"``
 (legacy trainer), so CARE reads everything else from the batch:
 
-| input                 | source in the batch                                  | fallback (one warning naming the fix)       |
-|-----------------------|------------------------------------------------------|---------------------------------------------|
-| correctness ``acc``   | ``non_tensor_batch["acc"]`` (reward dict key)         | ``reward >= 1`` (return ``acc`` instead)    |
-| reward of the z-score | ``token_level_rewards.sum(-1)``                      | —                                           |
-| think/answer spans    | ``responses`` decoded with the trainer's tokenizer    | whole response (no tokenizer reachable)     |
-| rationale embeddings  | ``batch["care_embeddings"]`` (policy hidden states)  | hashed token n-grams of the think span      |
-| rescue log-probs      | ``old_log_probs`` (else ``rollout_log_probs``)        | first row of the group                      |
-| RGR flags             | ``non_tensor_batch["rgr_row"/"rgr_failed"]``          | no RGR rows                                 |
+| input                | source                                                 | fallback (one warning)          |
+|----------------------|--------------------------------------------------------|---------------------------------|
+| correctness ``acc``  | ``non_tensor_batch["acc"]`` (reward dict key)           | ``score >= 1``                  |
+| z-score reward       | ``token_level_scores.sum(-1)``: the verifier's score,  | ``token_level_rewards.sum(-1)`` |
+|                      | before any KL-in-reward penalty (as the authors)        |                                 |
+| think/answer spans   | ``responses`` decoded with the trainer's tokenizer      | whole response                  |
+| rationale embeddings | ``batch["care_embeddings"]`` (policy hidden states),    | hashed token n-grams of the     |
+|                      | dropped from the batch after this call                  | think span                      |
+| rescue log-probs     | ``old_log_probs`` (else ``rollout_log_probs``)          | first row of the group          |
+| RGR flags            | ``non_tensor_batch["rgr_row"/"rgr_failed"]``            | no RGR rows                     |
+| training step        | the trainer's ``global_steps`` (recorded by the         | ``meta_info["global_steps"]``,  |
+|                      | ``RayPPOTrainer.__init__`` patch)                       | else 0                          |
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -32,7 +37,7 @@ from recipe_care.advantage import (
 )
 from recipe_care.config import CareConfig
 from recipe_care.similarity import ngram_embeddings
-from recipe_care.spans import TagSpanParser
+from recipe_care.spans import TagSpanParser, anchor_lengths
 
 logger = logging.getLogger("recipe_care")
 
@@ -41,13 +46,27 @@ EMBEDDING_KEY = "care_embeddings"
 
 @dataclass
 class _Runtime:
-    """Process-local state of the TaskRunner: the trainer's tokenizer (recorded by ``recipe_care.patches``), the
-    span parser built from it, warnings already given, and the last step's CARE metrics."""
+    """Process-local state of the TaskRunner: the trainer (a weak reference) and its tokenizer (recorded by
+    ``recipe_care.patches``), the span parser built from it, warnings already given, and the last step's CARE
+    metrics."""
 
     tokenizer: Any = None
     parser: Optional[TagSpanParser] = None
+    trainer: Any = None  # weakref.ref to the RayPPOTrainer, or None
     warned: set = field(default_factory=set)
     last_metrics: dict = field(default_factory=dict)
+
+    def step(self, meta_info: dict) -> Optional[int]:
+        """The training step: the recorded trainer's ``global_steps`` (verl 0.9.1 keeps it there and never puts it
+        on the training batch), else ``meta_info["global_steps"]``; None when neither exists."""
+        trainer = self.trainer() if self.trainer is not None else None
+        value = getattr(trainer, "global_steps", None) if trainer is not None else None
+        if value is None:
+            value = meta_info.get("global_steps")
+        try:
+            return None if value is None else int(value)
+        except (TypeError, ValueError):
+            return None
 
     def span_parser(self) -> Optional[TagSpanParser]:
         if self.parser is None and self.tokenizer is not None:
@@ -64,10 +83,17 @@ RUNTIME = _Runtime()
 
 
 def set_tokenizer(tokenizer: Any) -> None:
-    """Record the tokenizer used to find think/answer spans (called from the trainer's ``__init__``)."""
+    """Record the tokenizer used to find think/answer spans."""
     if tokenizer is not RUNTIME.tokenizer:
         RUNTIME.tokenizer = tokenizer
         RUNTIME.parser = None
+
+
+def set_trainer(trainer: Any) -> None:
+    """Record the trainer (called from ``RayPPOTrainer.__init__``): its tokenizer finds the spans, its
+    ``global_steps`` is the step that ``anchor: random`` mixes into its seed."""
+    RUNTIME.trainer = None if trainer is None else weakref.ref(trainer)
+    set_tokenizer(getattr(trainer, "tokenizer", None))
 
 
 def _care_node(config: Any) -> Any:
@@ -112,14 +138,24 @@ def compute_care_advantage(
         raise ValueError("CARE: the batch has no 'uid' column to group rollouts of the same prompt")
     cfg = CareConfig.from_omegaconf(_care_node(config))
     n = token_level_rewards.shape[0]
-    rewards = token_level_rewards.sum(-1).to(torch.float64)
+    # the verifier's score, as the authors z-score it: token_level_rewards also carries the KL penalty when
+    # algorithm.use_kl_in_reward=True, which must not decide which failure is "hard" nor the magnitudes
+    if "token_level_scores" in batch.keys():
+        rewards = batch["token_level_scores"].sum(-1).to(torch.float64)
+    else:
+        RUNTIME.warn_once(
+            "scores",
+            "the batch has no 'token_level_scores' (verl's legacy trainer always sets them before "
+            "compute_advantage); the subgroup z-score uses token_level_rewards instead.",
+        )
+        rewards = token_level_rewards.sum(-1).to(torch.float64)
 
     if "acc" in non_tensor_batch:
         acc = _float_column(non_tensor_batch["acc"], n, "acc")
     else:
         RUNTIME.warn_once(
             "acc",
-            "the batch has no 'acc' column, so a rollout counts as correct when its reward is >= 1. Return a dict "
+            "the batch has no 'acc' column, so a rollout counts as correct when its score is >= 1. Return a dict "
             "with an 'acc' key from the reward function (reward.custom_reward_function.path=pkg://reward_fns does).",
         )
         acc = (rewards >= 1.0 - 1e-6).to(torch.float64)
@@ -136,9 +172,7 @@ def compute_care_advantage(
         spans = parser.parse(responses, valid)
         think_rate = float(spans.has_think.float().mean()) if n else 0.0
         think_mask, answer_mask = spans.think_mask, spans.answer_mask
-        full_len = valid.sum(1)
-        think_len = torch.where(spans.has_think, spans.think_len, full_len)
-        answer_len = torch.where(spans.has_answer, spans.answer_len, full_len)
+        think_len, answer_len = anchor_lengths(spans, valid.sum(1))
     else:
         RUNTIME.warn_once(
             "spans",
@@ -176,6 +210,14 @@ def compute_care_advantage(
 
     rgr_row = non_tensor_batch.get("rgr_row")
     rgr_failed = non_tensor_batch.get("rgr_failed")
+    step = RUNTIME.step(meta_info)
+    if step is None and cfg.anchor == "random":
+        RUNTIME.warn_once(
+            "step",
+            "the training step is unknown (no RayPPOTrainer recorded, no meta_info['global_steps']), so "
+            "anchor: random draws the same anchors every step. Launch through verl's RayPPOTrainer with recipe_care "
+            "installed.",
+        )
     result = care_sequence_advantages(
         acc=acc,
         rewards=rewards,
@@ -187,7 +229,7 @@ def compute_care_advantage(
         config=cfg,
         rgr_row=None if rgr_row is None else _float_column(rgr_row, n, "rgr_row"),
         rgr_failed=None if rgr_failed is None else _float_column(rgr_failed, n, "rgr_failed"),
-        step=int(meta_info.get("global_steps", 0) or 0),
+        step=0 if step is None else step,
     )
     if cfg.token_weighting == "region":
         trained = response_mask.to(torch.bool)  # context tokens of RGR/multi-turn rows carry no weight
@@ -211,6 +253,7 @@ def compute_care_advantage(
             "care/spans_available": float(parser is not None),
             "care/think_span_rate": think_rate,
             "care/hidden_embeddings": float(hidden),
+            "care/step": float(-1 if step is None else step),
         }
     )
     logger.info("CARE advantage: %s", {k: round(v, 4) for k, v in RUNTIME.last_metrics.items()})

@@ -1,5 +1,8 @@
-"""CARE sequence and token advantages: worked values (care-algorithm.md §2.4–2.6) and edge cases."""
+"""CARE sequence and token advantages: worked values (docs/algorithm.md, "Subgroup advantages" to "Region-weighted
+tokens") and edge cases. Selection tests use embeddings whose geometry makes the rule matter (more candidates than
+picks); ``tests/test_advantage_reference.py`` checks the whole estimator against a per-group loop."""
 
+import logging
 import math
 
 import numpy as np
@@ -35,7 +38,13 @@ def run(acc, *, rewards=None, groups=None, think=None, answer=None, emb=None, lp
     )
 
 
-# care-algorithm.md §2.4 "Worked values" (binary reward, K = 4, s = 0.5)
+def angles(*degrees):
+    """Unit vectors in the plane at the given angles (cosine distance 1 - cos(difference))."""
+    rad = torch.tensor(degrees, dtype=torch.float64) * math.pi / 180
+    return torch.stack([rad.cos(), rad.sin()], 1).to(torch.float32)
+
+
+# docs/algorithm.md#subgroup-advantages, worked values (binary reward, K = 4, s = 0.5)
 @pytest.mark.parametrize(
     "acc,rgr,expected",
     [
@@ -57,19 +66,46 @@ def test_worked_value_without_equalization():
 
 
 def test_roles_and_zero_outside_subgroup():
-    # 3 positives, 7 failures: anchor = shortest positive, 4 hard negatives, everything else 0
+    # 3 positives, 7 failures: anchor = shortest positive (row 2, at 0 deg), 4 hard negatives, everything else 0
     acc = [0, 1, 1, 0, 0, 1, 0, 0, 0, 0]
     think = [5, 9, 3, 5, 5, 7, 5, 5, 5, 5]
-    res = run(acc, think=think)
+    #            0   1  2   3    4   5   6    7    8    9
+    e = angles(10, 50, 0, 170, -15, 90, 40, 120, -60, 20)
+    res = run(acc, think=think, emb=e)
     role = res.role.tolist()
     assert role[2] == ROLE_ANCHOR
-    assert sum(r == ROLE_HARD_NEGATIVE for r in role) == 4
     assert role[1] == role[5] == ROLE_NONE
     adv = res.seq_advantages
     assert adv[2] == pytest.approx(2.0, abs=1e-5)
     assert (adv[torch.tensor(role) == ROLE_NONE] == 0).all()
-    # without embeddings all distances tie: the pool is the M=6 lowest-index failures, diversity keeps row order
-    assert [i for i, r in enumerate(role) if r == ROLE_HARD_NEGATIVE] == [0, 3, 4, 6]
+    # pool (M=6 nearest to 0 deg): 0 (10), 4 (-15), 9 (20), 6 (40), 8 (-60), 7 (120); row 3 (170) is out.
+    # nearest = row 0; then max-min among the negatives: row 7 (110 from row 0), row 8 (min 70 over {0, 7}), then
+    # row 6 (min 30 over {0, 7, 8}) against row 4 (25) and row 9 (10)
+    assert [i for i, r in enumerate(role) if r == ROLE_HARD_NEGATIVE] == [0, 6, 7, 8]
+
+
+def test_hard_negative_diversity_ties_go_to_the_member_nearer_the_anchor():
+    # after the nearest (row 3), rows 1 and 2 are equally far from it (distance 1: orthogonal), so the diversity
+    # round ties; the authors loop over their pool sorted by distance to the anchor, so the nearer one (row 2) wins
+    e = torch.tensor([[2.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    res = run([1, 0, 0, 0], think=[1] * 4, emb=e, K=2, M=3)
+    assert res.role.tolist() == [ROLE_ANCHOR, ROLE_NONE, ROLE_HARD_NEGATIVE, ROLE_HARD_NEGATIVE]
+
+
+def test_m_below_k_pools_m_and_equalizes_with_k_prime(caplog, monkeypatch):
+    # authors' code: pool min(M, failures) = 3, K' = min(K, pool) = 3, equalization sqrt(K/K') = sqrt(5/3)
+    import recipe_care.config as care_config
+
+    monkeypatch.setattr(care_config, "_WARNED", set())  # once per process: forget earlier tests' warnings
+    with caplog.at_level(logging.WARNING, logger="recipe_care"):
+        res = run([1, 0, 0, 0, 0, 0, 0], emb=angles(0, 10, 20, 30, 40, 50, 60), think=[1] * 7, K=5, M=3)
+        run([1, 0, 0], K=5, M=3)
+    assert caplog.text.count("care.M=3 is smaller than care.K=5") == 1  # one warning, naming the consequence
+    assert "sqrt(K/K')" in caplog.text
+    assert res.role.tolist() == [ROLE_ANCHOR] + [ROLE_HARD_NEGATIVE] * 3 + [ROLE_NONE] * 3
+    z_a, z_n = math.sqrt(3), 1 / math.sqrt(3)  # z-scores of rewards (1, 0, 0, 0), population std
+    eq = math.sqrt(5 / 3)
+    assert torch.allclose(res.seq_advantages, torch.tensor([z_a * eq] + [-0.5 * z_n * eq] * 3 + [0.0] * 3), atol=1e-5)
 
 
 def test_anchor_ties_shorter_answer_then_lower_row():
@@ -115,37 +151,54 @@ def test_hard_negatives_are_nearest_then_diverse():
 
 
 def test_groups_need_not_be_contiguous_and_sizes_may_differ():
-    # group "a": rows 0,2,4 ; group "b": rows 1,3 ; group "c": rows 5..9 (all fail → rescue)
-    groups = np.array(["a", "b", "a", "b", "a", "c", "c", "c", "c", "c"], dtype=object)
-    acc = [1, 0, 0, 1, 0, 0, 0, 0, 0, 0]
-    res = run(acc, groups=groups, think=[1] * 10)
+    # group "a": rows 0,2,4,6,8 ; group "b": rows 1,3 ; group "c": rows 5,7,9,10,11,12,13 (all fail → rescue)
+    groups = np.array(["a", "b", "a", "b", "a", "c", "a", "c", "a", "c", "c", "c", "c", "c"], dtype=object)
+    acc = [1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    deg = [0, 5, 30, 0, 170, 0, 60, 90, 100, 180, 30, 200, 45, 10]
+    lp = [-1.0 if g == "c" else 0.0 for g in groups]
+    lp[5] = 0.0  # pseudo-anchor of "c"
+    res = run(acc, groups=groups, think=[1] * 14, emb=angles(*deg), lp=lp, K=3, M=3)
     adv = res.seq_advantages
-    ref_a = run([1, 0, 0], think=[1] * 3).seq_advantages
-    ref_b = run([0, 1], think=[1] * 2).seq_advantages
-    ref_c = run([0] * 5, think=[1] * 5).seq_advantages
-    assert torch.allclose(adv[[0, 2, 4]], ref_a)
-    assert torch.allclose(adv[[1, 3]], ref_b)
-    assert torch.allclose(adv[5:], ref_c)
+    a, b, c = [0, 2, 4, 6, 8], [1, 3], [5, 7, 9, 10, 11, 12, 13]
+    ref_a = run([1, 0, 0, 0, 0], think=[1] * 5, emb=angles(*[deg[i] for i in a]), K=3, M=3)
+    ref_b = run([0, 1], think=[1] * 2, emb=angles(*[deg[i] for i in b]), K=3, M=3)
+    ref_c = run([0] * 7, think=[1] * 7, emb=angles(*[deg[i] for i in c]), lp=[lp[i] for i in c], K=3, M=3)
+    assert torch.allclose(adv[a], ref_a.seq_advantages) and torch.equal(res.role[a], ref_a.role)
+    assert torch.allclose(adv[b], ref_b.seq_advantages) and torch.equal(res.role[b], ref_b.role)
+    assert torch.allclose(adv[c], ref_c.seq_advantages) and torch.equal(res.role[c], ref_c.role)
+    # "a": pool = the 3 nearest of 30, 170, 60, 100 → 30, 60, 100; nearest 30 (row 2), then 100 (row 8), then 60
+    assert res.role[a].tolist() == [ROLE_ANCHOR, ROLE_HARD_NEGATIVE, ROLE_NONE, ROLE_HARD_NEGATIVE, ROLE_HARD_NEGATIVE]
+    # "c" (0, 90, 180, 30, 200, 45, 10 deg): pseudo-anchor row 5 (0 deg); farthest 180 (row 9); farthest from it
+    # 10 (row 13); then max-min to {180, 10}: 90 (row 7, min 80) beats 45 (35), 30 (20) and 200 (20)
+    assert res.role[c].tolist() == [ROLE_RESCUE_ANCHOR, ROLE_RESCUE_NEGATIVE, ROLE_RESCUE_NEGATIVE, ROLE_NONE,
+                                    ROLE_NONE, ROLE_NONE, ROLE_RESCUE_NEGATIVE]
+
+
+RESCUE_DEG = (0, 10, 100, 180, 60, 200, 270, 5)  # row 0 is the pseudo-anchor (highest summed log-prob)
+RESCUE_LP = [0.0, -1, -1, -1, -1, -1, -1, -1]
 
 
 def test_rescue_faithful_and_small():
-    lp = [-9.0, -3.0, -7.0, -8.0, -6.0, -5.0]
-    res = run([0] * 6, lp=lp, think=[1] * 6)
+    res = run([0] * 8, lp=RESCUE_LP, think=[1] * 8, emb=angles(*RESCUE_DEG))
     role = res.role.tolist()
-    assert role[1] == ROLE_RESCUE_ANCHOR  # highest summed old log-prob
-    assert sum(r == ROLE_RESCUE_NEGATIVE for r in role) == 4  # k = min(K, G-1)
+    assert role[0] == ROLE_RESCUE_ANCHOR
+    assert sum(r == ROLE_RESCUE_NEGATIVE for r in role) == 4  # k = min(K, G-1) of 7 candidates
     adv = res.seq_advantages
-    assert adv[1] == pytest.approx(2.0, abs=1e-4)  # delta cancels under the z-score
+    assert adv[0] == pytest.approx(2.0, abs=1e-4)  # delta cancels under the z-score
     assert torch.allclose(adv[torch.tensor(role) == ROLE_RESCUE_NEGATIVE], torch.tensor(-0.25), atol=1e-4)
-    small = run([0] * 6, lp=lp, think=[1] * 6, rescue="small", rescue_delta=0.1).seq_advantages
-    assert small[1] == pytest.approx(0.1, abs=1e-6)
-    assert torch.allclose(small[torch.tensor(role) == ROLE_RESCUE_NEGATIVE], torch.tensor(-0.5 * 0.1 / 4), atol=1e-7)
-    off = run([0] * 6, lp=lp, rescue="off").seq_advantages
+    assert (adv[torch.tensor(role) == ROLE_NONE] == 0).all()
+    small = run([0] * 8, lp=RESCUE_LP, think=[1] * 8, emb=angles(*RESCUE_DEG), rescue="small", rescue_delta=0.1)
+    assert small.role.tolist() == role
+    assert small.seq_advantages[0] == pytest.approx(0.1, abs=1e-6)
+    assert torch.allclose(small.seq_advantages[torch.tensor(role) == ROLE_RESCUE_NEGATIVE],
+                          torch.tensor(-0.5 * 0.1 / 4), atol=1e-7)
+    off = run([0] * 8, lp=RESCUE_LP, emb=angles(*RESCUE_DEG), rescue="off").seq_advantages
     assert (off == 0).all()
 
 
-def test_rescue_small_group_uses_g_minus_one_and_equalizes():
-    res = run([0, 0, 0], lp=[-1.0, -2.0, -3.0], think=[1] * 3)
+def test_rescue_group_of_three_takes_g_minus_one_and_equalizes():
+    # k = min(K, G-1) = 2: here every candidate is taken (what this test is about is k and the equalization)
+    res = run([0, 0, 0], lp=[-1.0, -2.0, -3.0], think=[1] * 3, emb=angles(0, 40, 90))
     assert res.role.tolist() == [ROLE_RESCUE_ANCHOR, ROLE_RESCUE_NEGATIVE, ROLE_RESCUE_NEGATIVE]
     k = 2
     z_p, z_n = math.sqrt(k), 1 / math.sqrt(k)  # z-scores of (+d, -d/k, -d/k)
@@ -154,11 +207,25 @@ def test_rescue_small_group_uses_g_minus_one_and_equalizes():
 
 
 def test_rescue_negatives_are_farthest_first():
-    e = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0], [0.7, 0.7], [1.0, 0.01]])
-    res = run([0] * 6, lp=[0.0, -1, -1, -1, -1, -1], emb=e, K=2, M=2)
+    """The authors' ``_select_diverse_negatives``: the failure farthest from the pseudo-anchor (row 3, 180 deg), then
+    each time the candidate with the largest minimum distance to the NEGATIVES already taken (the pseudo-anchor no
+    longer counts): row 7 (5 deg: 175 from 180), row 6 (270: min 90 over {180, 5}), row 2 (100: min 80 over
+    {180, 5, 270}). Keeping the pseudo-anchor in that minimum would take rows 3, 6, 2, 4 instead."""
+    res = run([0] * 8, lp=RESCUE_LP, think=[1] * 8, emb=angles(*RESCUE_DEG))
     chosen = [i for i, r in enumerate(res.role.tolist()) if r == ROLE_RESCUE_NEGATIVE]
-    # farthest from the pseudo-anchor (row 0) is row 3; then the one farthest from {0, 3} is row 2
-    assert chosen == [2, 3]
+    assert chosen == [2, 3, 6, 7]
+    # fewer picks: the first two are the farthest and then the one farthest from it (row 7), not row 6
+    two = run([0] * 8, lp=RESCUE_LP, think=[1] * 8, emb=angles(*RESCUE_DEG), K=2)
+    assert [i for i, r in enumerate(two.role.tolist()) if r == ROLE_RESCUE_NEGATIVE] == [3, 7]
+
+
+def test_rescue_ties_go_to_the_earlier_row():
+    # duplicates: rows 1, 2 and 4 share one rationale, rows 3 and 5 another; all-equal log-probs → row 0 is p
+    e = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [-1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    res = run([0] * 6, lp=[-2.0] * 6, think=[1] * 6, emb=e, K=2)
+    # farthest from p: rows 3 and 5 (distance 2) → row 3; then farthest from row 3: rows 1, 2, 4 (distance 1) → row 1
+    assert res.role.tolist() == [ROLE_RESCUE_ANCHOR, ROLE_RESCUE_NEGATIVE, ROLE_NONE, ROLE_RESCUE_NEGATIVE, ROLE_NONE,
+                                 ROLE_NONE]
 
 
 def test_single_rollout_group_is_skipped():
@@ -216,8 +283,7 @@ def test_config_validation_and_omegaconf():
         CareConfig.from_omegaconf({"KK": 3})
     with pytest.raises(ValueError, match="rescue"):
         CareConfig(rescue="sometimes")
-    with pytest.raises(ValueError, match="must be >= care.K"):
-        CareConfig(K=5, M=4)
+    assert (CareConfig(K=5, M=4).K, CareConfig(K=5, M=4).M) == (5, 4)  # allowed, as the authors' code (one warning)
 
 
 # ---------------------------------------------------------------------------------------------- token advantages

@@ -35,7 +35,7 @@ def batches(draw, max_groups=6, max_g=10):
     lp = (-torch.rand(n, generator=torch.Generator().manual_seed(seed + 1)) * 10).tolist()
     perm = np.random.default_rng(seed).permutation(n)  # shuffle rows: groups are not contiguous
     k = draw(st.integers(1, 5))
-    cfg = CareConfig(K=k, M=k + draw(st.integers(0, 3)), rescue=draw(st.sampled_from(["off", "faithful", "small"])))
+    cfg = CareConfig(K=k, M=draw(st.integers(1, 9)), rescue=draw(st.sampled_from(["off", "faithful", "small"])))
     return dict(
         acc=np.asarray(acc)[perm], rewards=np.asarray(rewards)[perm], group_ids=groups[perm],
         think_len=np.asarray(think)[perm], answer_len=np.asarray(answer)[perm], embeddings=emb[perm],

@@ -126,7 +126,9 @@ def test_care_estimator_ran_inside_the_task_runner(smoke):
         care = {k: v for k, v in step.items() if k.startswith("care/")}
         assert care, "no care/* metrics: the care estimator did not run"
         assert care.get("care/groups") == 4.0, care  # 4 prompts per step, one uid group each
-        # hard negatives chosen from policy hidden states pooled inside the old-log-prob pass (not n-grams)
+        # hard negatives chosen from policy hidden states pooled inside the old-log-prob pass (not n-grams); they left
+        # the batch after compute_advantage, and the actor update that followed still ran (finite, non-zero gradient:
+        # test_actor_gradient_is_finite_and_nonzero), so nothing downstream needs them
         assert care.get("care/hidden_embeddings") == 1.0, care
 
 
@@ -161,8 +163,35 @@ def test_rgr_repairs_run_inside_the_rollout(smoke):
 def test_failure_signal_diagnostics_and_spans(smoke):
     assert smoke["rc"] == 0, _tail(smoke)
     for step in _train_steps(smoke):
-        assert 0.0 <= step["signal/fail_adv_share"] <= 1.0
-        assert 0.0 <= step["signal/zero_signal_group_rate"] <= 1.0
+        share, zero = step["signal/fail_adv_share"], step["signal/zero_signal_group_rate"]
+        rescue = step["care/rescue_rate"]
+        # every group with a signal gives some of it to a failure (a rescue gives all of it); a contrast group also to
+        # its anchor. So the two diagnostics of every estimator and the care/* rates must agree:
+        assert (share > 0) == (zero < 1 - 1e-9), step
+        assert (share < 1) == (zero < 1 - rescue - 1e-9), step
+        assert zero >= 1 - step["care/contrast_group_rate"] - rescue - 1e-9, step  # no other source of signal
         # the trainer's tokenizer reached the estimator (RayPPOTrainer.__init__ patch): spans are parsed, not guessed
         assert step["care/spans_available"] == 1.0
     assert any(step["signal/fail_adv_share"] > 0 for step in _train_steps(smoke))
+
+
+def test_estimator_sees_the_trainers_step(smoke):
+    """verl 0.9.1 never puts global_steps on the training batch; the estimator reads the trainer's (anchor: random)."""
+    assert smoke["rc"] == 0, _tail(smoke)
+    for number, step in zip((1, 2), _train_steps(smoke)):
+        assert step["care/step"] == number
+
+
+def test_repaired_rows_are_kept_out_of_verls_rollout_probs_diff(smoke):
+    """Spliced repaired rows get their own rgr/rollout_probs_diff_* (here repairs sample at the rollout's T=1, so
+    they agree with the actor too); verl's training/rollout_probs_diff_* covers the ordinary rows only."""
+    assert smoke["rc"] == 0, _tail(smoke)
+    spliced = 0
+    for step in _train_steps(smoke):
+        if step["rgr/passed"] + step["rgr/failed"] > 0:
+            spliced += 1
+            assert step["rgr/rollout_probs_diff_valid"] == 1
+            assert step["rgr/rollout_probs_diff_max"] < 1e-5, step["rgr/rollout_probs_diff_max"]
+        else:
+            assert "rgr/rollout_probs_diff_valid" not in step
+    assert spliced >= 1, "no repaired row reached the training batch in 2 steps"

@@ -186,6 +186,22 @@ def test_selection_ties_go_to_shorter_answer_then_lower_row(tok):
     assert sel.anchors == [1] and sel.rows == [2]
 
 
+def test_selection_never_anchors_on_empty_reasoning(tok):
+    # the empty and the blank think spans count as the whole response, longer than "x = 5": row 2 is the anchor, and
+    # the failure nearest to IT (row 4, same wording) is repaired, not the one nearest to an empty rationale (row 3)
+    rows = [
+        (1, "<think></think><answer>5</answer>"),
+        (1, "<think>\n\n</think>\n<answer>5</answer>"),
+        (1, "<think>x = 5</think><answer>5</answer>"),
+        (0, "<think></think><answer>6</answer>"),
+        (0, "<think>x = 6</think><answer>6</answer>"),
+    ]
+    responses, valid = encode_batch(tok, [r[1] for r in rows])
+    sel = select_representatives(np.array(["g"] * 5, dtype=object),
+                                 positive_mask([r[0] for r in rows], 5), responses, valid, TagSpanParser(tok))
+    assert sel.anchors == [2] and sel.rows == [4]
+
+
 def test_positive_mask_rejects_bad_acc():
     assert positive_mask([1.0, 0.0, 0.9999999, 0.5], 4).tolist() == [True, False, True, False]
     with pytest.raises(ValueError, match="must hold numbers"):
@@ -321,6 +337,8 @@ def test_manager_with_rgr_off_keeps_verls_worker_class(tiny_vl):
 
 @pytest.mark.parametrize("overrides,handles,msg", [
     (["algorithm.adv_estimator=grpo"], [], "adv_estimator=care"),
+    (["algorithm.rollout_correction.bypass_mode=true"], [],
+     r"algorithm\.rgr\.enable=true cannot run with algorithm\.rollout_correction\.bypass_mode=True"),
     ([], None, "reward_loop_worker_handles"),
     (["skip.rollout.enable=true"], [], "skip"),
     (["algorithm.rgr.max_tokens=90"], [], "algorithm.rgr.max_tokens=90"),

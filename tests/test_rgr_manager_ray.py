@@ -234,6 +234,7 @@ def test_advantage_of_repaired_rows_end_to_end(rig, main_step):
     out, prompts = main_step[0], main_step[4]
     data = out.select_idxs(np.arange(len(out)))
     data.non_tensor_batch["uid"] = prompts.non_tensor_batch["uid"]
+    data.batch["token_level_scores"] = data.batch["rm_scores"].clone()  # as fit() sets them (the z-score reads them)
     data.batch["token_level_rewards"] = data.batch["rm_scores"].clone()
     set_tokenizer(rig["tok"])
     algorithm = OmegaConf.create({"adv_estimator": "care", "care": {}})

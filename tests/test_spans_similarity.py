@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from recipe_care.similarity import ngram_embeddings
-from recipe_care.spans import TagSpanParser, find_byte_spans
+from recipe_care.spans import TagSpanParser, anchor_lengths, find_byte_spans
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,37 @@ def test_parser_finds_spans(which, tiny_tokenizer, merging_tokenizer):
     assert not (spans.think_mask & spans.answer_mask).any()
     assert not (spans.think_mask & ~valid).any()
     assert torch.equal(spans.think_len, spans.think_mask.sum(1))
+
+
+@pytest.mark.parametrize("which", ["tiny", "merging"])
+def test_empty_or_blank_reasoning_is_no_think_span(which, tiny_tokenizer, merging_tokenizer):
+    tok = tiny_tokenizer if which == "tiny" else merging_tokenizer
+    texts = [
+        "<think></think><answer>4</answer>",
+        "<think>\n\n</think>\n<answer>4</answer>",  # what Qwen3 emits with thinking off
+        "<think> \t </think><answer>4</answer>",
+        "<think>\n<answer>4</answer>",  # unclosed, cut at <answer>: blank
+        "<think>ab</think><answer>4</answer>",
+    ]
+    ids, valid = encode_batch(tok, texts)
+    spans = TagSpanParser(tok).parse(ids, valid)
+    assert spans.has_think.tolist() == [False, False, False, False, True]
+    assert not spans.think_mask[:4].any() and spans.has_answer.all()
+    think_len, answer_len = anchor_lengths(spans, valid.sum(1))
+    assert torch.equal(think_len[:4], valid.sum(1)[:4])  # missing reasoning ranks as the whole response
+    assert 0 < think_len[4] == spans.think_len[4] < valid[4].sum()
+    assert torch.equal(answer_len, spans.answer_len)
+
+
+def test_anchor_lengths_fall_back_for_zero_token_spans():
+    from recipe_care.spans import Spans
+
+    zero = torch.zeros(3, 4, dtype=torch.bool)
+    spans = Spans(think_mask=zero, answer_mask=zero, think_len=torch.tensor([0, 2, 0]),
+                  answer_len=torch.tensor([1, 0, 0]), has_think=torch.tensor([True, True, False]),
+                  has_answer=torch.tensor([True, True, False]))
+    think, answer = anchor_lengths(spans, torch.tensor([9, 8, 7]))
+    assert think.tolist() == [9, 2, 7] and answer.tolist() == [1, 8, 7]  # zero tokens → whole response, as authors
 
 
 def test_parser_with_context_tokens_and_truncated_utf8(tiny_tokenizer):

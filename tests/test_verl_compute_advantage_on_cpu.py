@@ -1,4 +1,4 @@
-"""CARE through verl 0.9.1's real ``compute_advantage`` on hand-built ``DataProto`` batches."""
+"""CARE through verl 0.9.1's real ``compute_advantage`` (and the trainer pieces around it) on hand-built batches."""
 
 import numpy as np
 import pytest
@@ -30,15 +30,22 @@ RESPONSES = [
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    from transformers import AutoTokenizer
-
+def tiny_qwen2(tmp_path_factory):
     from recipe_care.testing.tiny_models import build_tiny_qwen2
 
-    return AutoTokenizer.from_pretrained(build_tiny_qwen2(tmp_path_factory.mktemp("tiny") / "qwen2"))
+    return build_tiny_qwen2(tmp_path_factory.mktemp("tiny") / "qwen2")
 
 
-def make_batch(tokenizer, rows=RESPONSES, order=None, resp_len=40):
+@pytest.fixture(scope="module")
+def tokenizer(tiny_qwen2):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_qwen2)
+
+
+def make_batch(tokenizer, rows=RESPONSES, order=None, resp_len=40, embeddings=None):
+    """A training batch as the legacy trainer holds it at ``compute_advantage`` (verl never puts ``global_steps`` on
+    it). ``old_log_probs`` decrease with the row's position in ``rows``; ``ref_log_prob`` differs per row."""
     order = list(range(len(rows))) if order is None else order
     rows = [rows[i] for i in order]
     n = len(rows)
@@ -53,24 +60,29 @@ def make_batch(tokenizer, rows=RESPONSES, order=None, resp_len=40):
     scores = torch.zeros(n, resp_len)
     last = mask.sum(1) - 1
     scores[torch.arange(n), last] = torch.tensor(acc, dtype=torch.float32)
-    old_lp = (-(torch.tensor(order, dtype=torch.float32) + 1)).unsqueeze(1).expand(n, resp_len) * 0.01 * mask
-    data = DataProto.from_dict(
-        tensors={
-            "responses": responses,
-            "prompts": torch.full((n, prompt_len), 5, dtype=torch.long),
-            "attention_mask": torch.cat([torch.ones(n, prompt_len, dtype=torch.long), mask], 1),
-            "response_mask": mask,
-            "token_level_rewards": scores,
-            "token_level_scores": scores.clone(),
-            "old_log_probs": old_lp,
-        },
-        non_tensors={
-            "uid": np.array([r[0] for r in rows], dtype=object),
-            "acc": acc,
-        },
-        meta_info={"global_steps": 1},
+    rank = torch.tensor(order, dtype=torch.float32)
+    old_lp = (-(rank + 1)).unsqueeze(1).expand(n, resp_len) * 0.01 * mask
+    ref_lp = old_lp - (rank % 3).unsqueeze(1) * 0.2 * mask
+    prompts = torch.full((n, prompt_len), 5, dtype=torch.long)
+    attention = torch.cat([torch.ones(n, prompt_len, dtype=torch.long), mask], 1)
+    tensors = {
+        "responses": responses,
+        "prompts": prompts,
+        "input_ids": torch.cat([prompts, responses], 1),
+        "attention_mask": attention,
+        "position_ids": (attention.cumsum(1) - 1).clamp_min(0),
+        "response_mask": mask,
+        "token_level_rewards": scores,
+        "token_level_scores": scores.clone(),
+        "old_log_probs": old_lp,
+        "ref_log_prob": ref_lp,
+    }
+    if embeddings is not None:
+        tensors["care_embeddings"] = embeddings[order]
+    return DataProto.from_dict(
+        tensors=tensors,
+        non_tensors={"uid": np.array([r[0] for r in rows], dtype=object), "acc": acc},
     )
-    return data
 
 
 def algo(**care):
@@ -107,7 +119,11 @@ def test_care_through_compute_advantage(tokenizer):
     assert metrics["care/spans_available"] == 1.0
     assert metrics["care/rescue_rate"] == pytest.approx(0.5)
     assert metrics["care/groups"] == 2.0
-    assert 0 < metrics["signal/fail_adv_share"] < 1
+    mass = (adv.abs() * data.batch["response_mask"]).sum(1)
+    fail = torch.tensor([r[1] != 1.0 for r in RESPONSES])
+    assert metrics["signal/fail_adv_share"] == pytest.approx(float(mass[fail].sum() / mass.sum()), rel=1e-6)
+    # group a: anchor +2, failures 3 x 1/3; group b (all failures): pseudo-anchor +2, negatives 2 x 0.5 → 4 of 6
+    assert metrics["signal/fail_adv_share"] == pytest.approx(4 / 6, rel=1e-4)
     assert metrics["signal/zero_signal_group_rate"] == 0.0
 
 
@@ -130,25 +146,158 @@ def test_config_switches_reach_the_math(tokenizer):
         ray_trainer.compute_advantage(make_batch(tokenizer), "care", config=algo(Kay=3))
 
 
+def pure(data, rewards=None, embeddings=None, step=0, **care):
+    """The pure function on the inputs the estimator should read from ``data`` (spans with the recorded tokenizer)."""
+    from recipe_care.similarity import ngram_embeddings
+    from recipe_care.spans import anchor_lengths
+
+    mask = data.batch["response_mask"]
+    spans = RUNTIME.span_parser().parse(data.batch["responses"], mask)
+    think_len, answer_len = anchor_lengths(spans, mask.sum(1))
+    if embeddings is None:
+        span = torch.where(spans.think_mask.any(1, keepdim=True), spans.think_mask, mask.bool())
+        embeddings = ngram_embeddings(data.batch["responses"], span)
+    return care_sequence_advantages(
+        acc=data.non_tensor_batch["acc"],
+        rewards=data.batch["token_level_scores"].sum(-1) if rewards is None else rewards,
+        group_ids=data.non_tensor_batch["uid"], think_len=think_len, answer_len=answer_len, embeddings=embeddings,
+        seq_logprob=data.batch["old_log_probs"].sum(-1), config=CareConfig(token_weighting="uniform", **care),
+        step=step,
+    )
+
+
 def test_matches_pure_math(tokenizer):
     set_tokenizer(tokenizer)
     data = make_batch(tokenizer)
     out = ray_trainer.compute_advantage(data, "care", config=algo(token_weighting="uniform"))
-    spans = RUNTIME.span_parser().parse(data.batch["responses"], data.batch["response_mask"])
-    full = data.batch["response_mask"].sum(1)
-    from recipe_care.similarity import ngram_embeddings
-
-    span = torch.where(spans.think_mask.any(1, keepdim=True), spans.think_mask, data.batch["response_mask"].bool())
-    ref = care_sequence_advantages(
-        acc=data.non_tensor_batch["acc"], rewards=data.batch["token_level_rewards"].sum(-1),
-        group_ids=data.non_tensor_batch["uid"],
-        think_len=torch.where(spans.has_think, spans.think_len, full),
-        answer_len=torch.where(spans.has_answer, spans.answer_len, full),
-        embeddings=ngram_embeddings(data.batch["responses"], span), seq_logprob=(data.batch["old_log_probs"]).sum(-1),
-        config=CareConfig(token_weighting="uniform"),
-    )
     got = out.batch["advantages"][torch.arange(8), 0]
-    assert torch.allclose(got, ref.seq_advantages, atol=1e-6)
+    assert torch.allclose(got, pure(data).seq_advantages, atol=1e-6)
+
+
+def test_z_score_uses_the_verifiers_score_with_kl_in_reward(tokenizer):
+    """With ``algorithm.use_kl_in_reward=True`` verl subtracts the KL penalty from ``token_level_rewards``; CARE
+    z-scores the verifier's ``token_level_scores`` (as the authors), so the penalty changes nothing."""
+    set_tokenizer(tokenizer)
+    data = make_batch(tokenizer)
+    data, _ = ray_trainer.apply_kl_penalty(data, kl_ctrl=core_algos.FixedKLController(kl_coef=0.5), kl_penalty="kl")
+    penalised = data.batch["token_level_rewards"].sum(-1)
+    assert not torch.allclose(penalised, data.batch["token_level_scores"].sum(-1))
+    config = OmegaConf.merge(algo(token_weighting="uniform"), {"use_kl_in_reward": True})
+    out = ray_trainer.compute_advantage(data, "care", config=config)
+    got = out.batch["advantages"][torch.arange(8), 0]
+    assert torch.allclose(got, pure(data).seq_advantages, atol=1e-6)
+    # the penalised rewards would give other advantages: this test tells the two apart
+    assert not torch.allclose(pure(data, rewards=penalised).seq_advantages, pure(data).seq_advantages, atol=1e-3)
+
+
+def test_empty_reasoning_never_wins_the_anchor(tokenizer):
+    """``<think></think>`` (zero tokens) and ``<think>\n\n</think>`` (blank) count as no reasoning: the think length
+    is the whole response, so a correct rollout that reasons briefly is the anchor, not one that skipped it."""
+    set_tokenizer(tokenizer)
+    rows = [
+        ("e", 1.0, "<think></think><answer>4</answer>"),
+        ("e", 1.0, "<think>\n\n</think><answer>4</answer>"),
+        ("e", 1.0, "<think>2+2=4</think><answer>4</answer>"),
+        ("e", 0.0, "<think>2+2=5</think><answer>5</answer>"),
+        ("e", 0.0, "<think>2*2=6</think><answer>6</answer>"),
+    ]
+    out = ray_trainer.compute_advantage(make_batch(tokenizer, rows=rows), "care", config=algo())
+    seq = out.batch["advantages"].sum(1)
+    assert seq[2].item() == pytest.approx(2.0, abs=1e-4)  # the anchor
+    assert seq[0].item() == 0.0 and seq[1].item() == 0.0
+    spans = RUNTIME.span_parser().parse(make_batch(tokenizer, rows=rows).batch["responses"],
+                                        make_batch(tokenizer, rows=rows).batch["response_mask"])
+    assert spans.has_think.tolist() == [False, False, True, True, True]
+
+
+@pytest.fixture
+def trainer(tiny_qwen2, tokenizer):
+    """verl's real ``RayPPOTrainer`` (no workers): its patched ``__init__`` records it for the estimator."""
+    import os
+
+    from hydra import compose, initialize_config_dir
+    from verl.trainer.ppo.utils import Role
+
+    config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        cfg = compose(config_name="ppo_trainer", overrides=[
+            f"actor_rollout_ref.model.path={tiny_qwen2}", "algorithm.adv_estimator=care", "trainer.device=cpu",
+            "data.train_batch_size=1", "data.val_batch_size=1", "data.dataloader_num_workers=0"])
+    rows = [{"row": 0}]
+    trainer = ray_trainer.RayPPOTrainer(cfg, tokenizer, role_worker_mapping={Role.ActorRollout: object},
+                                        resource_pool_manager=None, train_dataset=rows, val_dataset=rows,
+                                        collate_fn=list)
+    yield trainer
+    RUNTIME.trainer = None
+
+
+def _random_anchor_batch(tokenizer):
+    rows = []
+    for g in range(8):
+        rows += [(f"r{g}", 1.0, f"<think>group {g} way {w}</think><answer>{g}</answer>") for w in range(4)]
+        rows.append((f"r{g}", 0.0, f"<think>group {g} wrong</think><answer>x</answer>"))
+    return make_batch(tokenizer, rows=rows, resp_len=24)
+
+
+def test_random_anchor_changes_with_the_trainers_step(trainer, tokenizer):
+    assert RUNTIME.trainer() is trainer and RUNTIME.tokenizer is tokenizer  # recorded by RayPPOTrainer.__init__
+
+    def anchors(step):
+        trainer.global_steps = step  # fit() sets it before the step's compute_advantage
+        out = ray_trainer.compute_advantage(_random_anchor_batch(tokenizer), "care", config=algo(anchor="random"))
+        assert RUNTIME.last_metrics["care/step"] == step
+        seq = out.batch["advantages"].sum(1)
+        return [i for i in range(len(seq)) if i % 5 != 4 and seq[i] > 0]
+
+    first, second = anchors(1), anchors(2)
+    assert len(first) == len(second) == 8  # one anchor per group
+    assert first != second  # a new draw every step ...
+    assert anchors(1) == first  # ... reproducible for a given step and seed
+
+
+def test_step_falls_back_to_meta_info_without_a_trainer(tokenizer):
+    set_tokenizer(tokenizer)
+    RUNTIME.trainer = None
+    data = _random_anchor_batch(tokenizer)
+    data.meta_info["global_steps"] = 7
+    ray_trainer.compute_advantage(data, "care", config=algo(anchor="random"))
+    assert RUNTIME.last_metrics["care/step"] == 7
+
+
+def test_hidden_embeddings_are_used_then_leave_the_batch(tokenizer):
+    set_tokenizer(tokenizer)
+    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [-1.0, 0.0], [0.95, -0.05], [1.0, 0.0], [0.0, 1.0],
+                        [-1.0, 0.2]])
+    data = make_batch(tokenizer, embeddings=emb)
+    out = ray_trainer.compute_advantage(data, "care", config=algo(token_weighting="uniform", K=2))
+    assert "care_embeddings" not in out.batch.keys()  # the actor update does not ship them again
+    assert RUNTIME.last_metrics["care/hidden_embeddings"] == 1.0
+    got = out.batch["advantages"][torch.arange(8), 0]
+    with_hidden = pure(make_batch(tokenizer), embeddings=emb, K=2).seq_advantages
+    assert torch.allclose(got, with_hidden, atol=1e-6)
+    assert not torch.allclose(with_hidden, pure(make_batch(tokenizer), K=2).seq_advantages)  # n-grams pick others
+
+
+def test_reference_pass_does_not_ship_the_embeddings(tokenizer):
+    """verl's real ``RayPPOTrainer._compute_ref_log_prob`` (patched) on a stand-in trainer whose reference worker
+    group records what it receives."""
+    from verl.utils import tensordict_utils as tu
+
+    class RefWorkerGroup:
+        def compute_ref_log_prob(self, td):
+            self.keys = set(td.keys())
+            ids = td["input_ids"]
+            log_probs = torch.nested.nested_tensor_from_jagged(torch.full((ids.values().numel(),), -0.5),
+                                                               offsets=ids.offsets())
+            return tu.get_tensordict({"log_probs": log_probs})
+
+    stand_in = type("Trainer", (), {})()
+    stand_in.ref_in_actor, stand_in.ref_policy_wg = False, RefWorkerGroup()
+    data = make_batch(tokenizer, embeddings=torch.randn(8, 16))
+    ref = ray_trainer.RayPPOTrainer._compute_ref_log_prob(stand_in, data)
+    assert "input_ids" in stand_in.ref_policy_wg.keys and "care_embeddings" not in stand_in.ref_policy_wg.keys
+    assert "care_embeddings" in data.batch.keys()  # back in the batch for the estimator
+    assert ref.batch["ref_log_prob"].shape == data.batch["responses"].shape
 
 
 def test_fallbacks_without_tokenizer_or_acc(tokenizer, caplog):

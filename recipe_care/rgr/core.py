@@ -3,8 +3,8 @@
 Everything here works on plain tensors, strings and ``DataProto`` objects, so it is unit-tested without a cluster.
 ``recipe_care.rgr.manager`` calls these functions around verl's rollout.
 
-Repair context (care-algorithm.md §3; the authors' ``verl/hooks/rgr.py::_insert_repair_cue``): the failed response is
-decoded without special tokens and rewritten as
+Repair context (docs/algorithm.md#reflection-guided-resampling-rgr; the authors'
+``verl/hooks/rgr.py::_insert_repair_cue``): the failed response is decoded without special tokens and rewritten as
 
 ============================  ======================================================================================
 failed response               repair context (the response prefix the policy continues after ``<answer>``)
@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from recipe_care.similarity import ngram_embeddings
+from recipe_care.spans import anchor_lengths
 
 logger = logging.getLogger("recipe_care")
 
@@ -229,8 +230,9 @@ def select_representatives(
 ) -> Selection:
     """One failure per group that has a correct rollout and a failure: the failure nearest to the anchor.
 
-    Anchor = the correct rollout with the fewest ``<think>`` tokens (whole response when it has no think span), ties:
-    fewer ``<answer>`` tokens, then the lower row. Distance = cosine distance of the hashed token n-gram profiles of
+    Anchor = the correct rollout with the fewest ``<think>`` tokens, ties: fewer ``<answer>`` tokens, then the lower
+    row; a missing, empty or blank think span counts as the whole response (``recipe_care.spans.anchor_lengths``, the
+    rule of the ``care`` estimator). Distance = cosine distance of the hashed token n-gram profiles of
     the ``<think>`` spans (whole response without one) — ``recipe_care.similarity.ngram_embeddings``, the same
     function the advantage uses when policy hidden states are absent. Ties: the lower row.
     """
@@ -240,9 +242,7 @@ def select_representatives(
         raise ValueError(f"RGR: {uid_arr.size} uids for {n} rows")
     valid = valid.to(torch.bool)
     spans = parser.parse(responses, valid)
-    full = valid.sum(1)
-    think_len = torch.where(spans.has_think, spans.think_len, full)
-    answer_len = torch.where(spans.has_answer, spans.answer_len, full)
+    think_len, answer_len = anchor_lengths(spans, valid.sum(1))
     span = torch.where(spans.think_mask.any(1, keepdim=True), spans.think_mask, valid)
     emb = ngram_embeddings(responses, span, n=ngram_n, dim=ngram_dim).to(torch.float64)
 

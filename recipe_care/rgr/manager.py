@@ -21,6 +21,12 @@ verl's own worker class, so it behaves exactly like the parent. Faults of a repa
 error of the repair call such as a reward-function exception, a non-finite score) leave the original row in place;
 ``rgr/*`` metrics count them per step (``recipe_care.diagnostics.push_step_metrics``) and ``self.rgr_totals`` over
 the run.
+
+Rollout log-probs: the engine reports the repaired tokens' log-probs at the repair temperature / top-p, while the
+actor recomputes the old log-probs at the rollout temperature. ``algorithm.rollout_correction.bypass_mode=True``
+(engine log-probs as the old policy) is therefore refused at start-up; in verl's default (decoupled) mode
+``recipe_care.patches`` keeps repaired rows out of rollout correction and reports their log-prob gap as
+``rgr/rollout_probs_diff_*`` instead of mixing it into ``training/rollout_probs_diff_*``.
 """
 
 from __future__ import annotations
@@ -113,6 +119,16 @@ class CareAgentLoopManager(AgentLoopManager):
                 "RGR needs the rewards inside the rollout, i.e. verl's agent-loop reward workers "
                 "(reward_loop_worker_handles), which verl passes only when no colocated reward model is used "
                 "(reward.reward_model.enable=false or a standalone reward-model pool)"
+            )
+        if bool(_node_get(_node_get(algorithm, "rollout_correction"), "bypass_mode")):
+            raise ValueError(
+                "algorithm.rgr.enable=true cannot run with algorithm.rollout_correction.bypass_mode=True: bypass mode "
+                "uses the rollout engine's log-probs as the old policy, and a repaired row's tokens were sampled at "
+                f"algorithm.rgr.temperature={self.rgr_config.temperature} / top_p={self.rgr_config.top_p} (the "
+                "engine reports log-probs after temperature and top-p), not at the rollout temperature the actor "
+                "uses, so their PPO ratio and rollout-correction weights would be wrong. Set "
+                "algorithm.rollout_correction.bypass_mode=False (verl then recomputes the old log-probs; repaired rows "
+                "are kept out of rollout correction) or algorithm.rgr.enable=false."
             )
         skip = _node_get(_node_get(config, "skip"), "rollout")
         if bool(_node_get(skip, "enable")):
