@@ -24,6 +24,7 @@ Every function is linear in its input (inputs are also capped: long responses ar
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ _EOS_RE = re.compile(r"</s>|<s>|<\|endoftext\|>|<\|im_end\|>|<\|eot_id\|>|<end_o
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 
 
+@functools.lru_cache(maxsize=256)  # the rules below each read the same response; thread-safe
 def clean_response(text: str) -> str:
     """The part of a response that states its answer: after ``</think>`` / inside ``<answer>`` when the response
     has them (``reward_fns.extract.answer_region``), without end-of-sequence tokens and invisible characters, at
