@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import re
+from decimal import Decimal, InvalidOperation
 from dataclasses import dataclass
 
 from reward_fns.choice import LETTERS, match_option_text
@@ -58,6 +59,7 @@ def clean_response(text: str) -> str:
 # punctuation or the end (so the article in "the answer is a square" is not a letter).
 _ONE = r"(?:[\(\[]\s*([A-Za-z])\s*[\)\]]|([A-Z])(?![A-Za-z0-9'’])|([a-z])(?=\s*(?:$|[)\].,;:!?\n])))"
 _ONE_RE = re.compile(_ONE)
+_LIST_ITEM = r"[\(\[]?[A-Z][\)\]]?"
 _SEP = r"\s*(?:,|;|/|&|\band\b|\bor\b|、)\s*"
 _LETTER_LIST_RE = re.compile(r"[\(\[]?\s*([A-Za-z])\s*[\)\]]?(?:" + _SEP + r"[\(\[]?\s*([A-Za-z])\s*[\)\]]?)*")
 _LABEL_WORDS = r"(?:option|choice|letter|figure|fig\.?|image|picture|graph|shape|diagram|box|candidate|answer)"
@@ -76,14 +78,17 @@ _CHOSEN_RE = re.compile(
     + _ONE
     + r"|(?i:\b(?:is|be))\s+[\(\[]\s*([A-Za-z])\s*[\)\]]"
 )
-_LIST_ITEM = r"[\(\[]?[A-Z][\)\]]?"
 _IS_CORRECT_RE = re.compile(
     r"(?:^|(?<=[\s(\[]))(" + _LIST_ITEM + r"(?:\s*(?:,|&|\band\b)\s*" + _LIST_ITEM + r"){0,5})"
     r"\s+(?i:is|are|would\s+be|should\s+be)\s+(?i:the\s+)?(?i:(?:correct|right|best)\b|answers?\b)"
 )
 # "Option B", "Figure (C)", "choice d)" anywhere
 _LABELLED_LETTER_RE = re.compile(
-    r"(?i:\b(?:option|choice|figure|fig\.?|image|picture|graph|shape|diagram|candidate))\s*" + _ONE
+    r"(?i:\b(?:options?|choices?|figures?|fig\.?|images?|pictures?|graphs?|shapes?|diagrams?|candidates?))\s*" + _ONE
+)
+# A sentence that ends with letters: "… the next box should be C.", "The green category includes A and C"
+_FINAL_LETTERS_RE = re.compile(
+    r"(?:^|\s)((?:" + _LIST_ITEM + r")(?:\s*(?:,|&|\band\b)\s*" + _LIST_ITEM + r"){0,5})\s*[.!]?\s*$"
 )
 # A leading label: "C) …", "(B) Both are equal", "B. No, …", "A: …" (after stray symbols such as "* ", "• ", "- ")
 _LEAD_RE = re.compile(r"^[^\w(\[]{0,4}(?:[\(\[]\s*([A-Za-z])\s*[\)\]][.:]?|([A-Z])\s*[.:)：])(?:\s+|$)(.*)", re.DOTALL)
@@ -132,7 +137,7 @@ def _letters_prefix(text: str, valid: str, multi: bool) -> tuple[frozenset[str],
         m = _LETTER_LIST_RE.match(text)
         if m and m.group(0).strip():
             tokens = [t for t in re.findall(r"[A-Za-z]+", m.group(0)) if t.lower() not in ("and", "or")]
-            rest = text[m.end() :]
+            rest = text[m.start() + len(m.group(0).rstrip()) :]
             standalone = not rest or not rest[0].isalnum()
             if len(tokens) > 1 and standalone and all(len(t) == 1 for t in tokens):
                 upper_ok = all(t.isupper() for t in tokens) or not re.match(r"\s*[A-Za-z]{2,}", rest)
@@ -235,7 +240,14 @@ def stated_letters(response: str, n_options: int, *, multi: bool = False, strong
         return Letters(frozenset(own), "own_line")
     if own:
         return None
-    # 6. "Option B" / "Figure C" inside the explanation: the first one named in the last sentence naming one
+    # 6. the final sentence ends with letters: "… the next box should be C.", "… includes A and C"
+    final = [x for x in _sentences(plain)[-3:] if not is_listing(x)]
+    if final:
+        m = _FINAL_LETTERS_RE.search(final[-1][-80:])
+        found = _letters_at_start(m.group(1), valid, multi) if m else None
+        if found is not None:
+            return Letters(found, "final_letters")
+    # 7. "Option B" / "Figure C" inside the explanation: the first one named in the last sentence naming one
     for sentence in reversed(_sentences(plain)[-60:]):
         for m in _LABELLED_LETTER_RE.finditer(sentence):
             start = next(m.start(k) for k in range(1, len(m.groups()) + 1) if m.group(k))
@@ -264,6 +276,9 @@ _INSUFFICIENT_OPTION_RE = re.compile(
 _INSUFFICIENT_RESPONSE_RE = re.compile(
     r"(?i)insufficient|not\s+enough\s+information|(?:cannot|can\s*not|can't|unable\s+to|impossible\s+to|"
     r"not\s+possible\s+to)\s+(?:be\s+)?(?:determine|tell|say|know|conclude)"
+)
+_STATEMENT_IS_RE = re.compile(
+    r"(?i)\b(?:statement|claim|sentence|it|this|that)\s+is\s+(not\s+)?(true|false)\b(?!\s+(?:or|and)\b)"
 )
 _WORD_RE = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
 
@@ -343,11 +358,9 @@ def stated_option(response: str, choices) -> int | None:
             hits = [i for i, c in enumerate(choices) if _words(c)[: len(words)] == words]
             if hits and (len(hits) == 1 or _same_text(choices, hits)):
                 return hits[0]
-    binary = _binary_options(choices)
-    if binary:
-        first = re.match(r"[^A-Za-z]{0,4}([A-Za-z]+)\b", plain)
-        if first and first.group(1).lower() in _YES | _NO:
-            return binary["yes" if first.group(1).lower() in _YES else "no"]
+    numeric = stated_number_option(text, choices)
+    if numeric is not None:
+        return numeric
     lines = plain.splitlines()
     if len(_labelled_lines(plain)) >= 2:  # "A) Set A\nB) Set B\n…": the listed options are not statements
         lines = [x for x in lines if not _LINE_LABEL_RE.match(x)]
@@ -355,6 +368,17 @@ def stated_option(response: str, choices) -> int | None:
     undecided = [i for i, c in enumerate(choices) if _INSUFFICIENT_OPTION_RE.search(c)]
     if len(undecided) == 1 and any(_INSUFFICIENT_RESPONSE_RE.search(x) or REFUSAL_RE.search(x) for x in sentences[-12:]):
         return undecided[0]
+    binary = _binary_options(choices)
+    if binary:
+        verdict = list(_STATEMENT_IS_RE.finditer(plain[-1500:]))  # "… the statement is (not) false because …"
+        if verdict:
+            negated, word = verdict[-1].group(1), verdict[-1].group(2).lower()
+            return binary["yes" if (word == "true") != bool(negated) else "no"]
+        first = re.match(r"[^A-Za-z]{0,4}([A-Za-z]+)\b", plain)  # "No, …", "True."
+        last = re.search(r"(?<!\bnot\s)\b([A-Za-z]+)[^A-Za-z]{0,4}$", plain)  # "…, so yes."
+        for word in (first, last):
+            if word and word.group(1).lower() in _YES | _NO:
+                return binary["yes" if word.group(1).lower() in _YES else "no"]
     named = {i: _words(c) for i, c in enumerate(choices) if _distinctive(c)}
     for sentence in reversed(sentences if named else []):
         words = _words(sentence)
@@ -403,8 +427,11 @@ _STOPWORDS = {"the", "and", "are", "was", "were", "than", "that", "this", "there
 
 # --- numbers --------------------------------------------------------------------------------------------------
 
-_NUMBER = r"(?<![\w.])[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])|(?<![\w.])[-−]?\.\d+(?![\w])"
-_NUMBER_RE = re.compile(_NUMBER)
+# A number standing alone (units may follow: "12cm"; not part of a label such as "R2" or "v1.5"); "1,578"; "3/4".
+_NUMBER_RE = re.compile(
+    r"(?<![A-Za-z0-9_.,/])[-−]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:\s?/\s?\d+(?:\.\d+)?)?(?!\d|\.\d|,\d{3})"
+    r"|(?<![A-Za-z0-9_.,/])[-−]?\.\d+(?!\d)"
+)
 _LEADS_VALUE_RE = re.compile(
     r"(?i)(?:=|≈|\bis\b|\bare\b|\bwas\b|\bwere\b|\bequals?\b|\bbe\b|:)\s*(?:about|around|approximately|roughly|"
     r"exactly|only|just|nearly|almost|of)?\s*[$£€¥]?\s*$"
@@ -430,8 +457,32 @@ def _number_in(sentence: str) -> str | None:
     return found[-1].group(0)
 
 
+_NUMBER_WORDS = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen twenty".split()
+    )
+}
+_NUMBER_WORD_RE = re.compile(r"(?i)\b(" + "|".join(_NUMBER_WORDS) + r")\b")
+
+
+def _number_word(sentence: str, led_only: bool) -> str | None:
+    """A number written as a word (``So five objects.``); ``one`` only after ``is``/``are``/``=`` (not the
+    pronoun in ``the one on the left``)."""
+    for m in reversed(list(_NUMBER_WORD_RE.finditer(sentence))):
+        led = bool(_LEADS_VALUE_RE.search(sentence[max(0, m.start() - 40) : m.start()]))
+        if (led or not led_only) and (led or m.group(1).lower() != "one"):
+            return str(_NUMBER_WORDS[m.group(1).lower()])
+    return None
+
+
 def stated_number(response: str, unit: str = "") -> str | None:
-    """The number a free-form response gives as its answer (a plain decimal string), or ``None``."""
+    """The number a free-form response gives as its answer (a plain decimal string), or ``None``.
+
+    In order: after the last answer marker (``The answer is 12 apples``); a bold number (``**7**``); the last
+    sentence holding a number (``_number_in``); a number word (``So five objects.``) in the final sentence.
+    """
     text = clean_response(response)
     if not text:
         return None
@@ -440,6 +491,8 @@ def stated_number(response: str, unit: str = "") -> str | None:
         tail = _sentences(m.group(1))
         if tail:
             value = _plain_number(tail[0], unit) or _number_in(_undecorate(tail[0]))
+            if value is None and not _NUMBER_RE.search(tail[0]):
+                value = _number_word(tail[0], led_only=False)
             if value is not None:
                 return _canonical(value)
     # 2. a bold number: "**7**"
@@ -449,7 +502,12 @@ def stated_number(response: str, unit: str = "") -> str | None:
         if value is not None:
             return _canonical(value)
     # 3. the last sentence that holds a number
-    for sentence in reversed(_sentences(_undecorate(text))[-60:]):
+    sentences = [x for x in _sentences(_undecorate(text))[-60:] if not is_listing(x)]  # not "(A) 21000 (B) …"
+    if sentences and not _NUMBER_RE.search(sentences[-1]):
+        value = _number_word(sentences[-1], led_only=False)
+        if value is not None:
+            return value
+    for sentence in reversed(sentences):
         value = _number_in(sentence)
         if value is not None:
             return _canonical(value)
@@ -462,7 +520,40 @@ def _plain_number(text: str, unit: str) -> str | None:
 
 
 def _canonical(text: str) -> str:
-    return text.replace(",", "").replace("−", "-")
+    """``1,578`` → ``1578``, ``−3`` → ``-3``, ``3/4`` → ``0.75`` (a fraction as the float it stands for)."""
+    text = text.replace(",", "").replace("−", "-").replace(" ", "")
+    if "/" in text:
+        num, _, den = text.partition("/")
+        try:
+            value = Decimal(num) / Decimal(den)
+        except (InvalidOperation, ZeroDivisionError):
+            return num
+        return repr(float(value))
+    return text
+
+
+def _option_value(option: str) -> Decimal | None:
+    """The number an option states (``60°``, ``12%``, ``20cm``, ``1,000 g``), or ``None``."""
+    value = to_decimal(option)
+    if value is None:
+        value = to_decimal(re.sub(r"(?<=\d)\s*[A-Za-z]{1,6}\.?$", "", option.strip()))
+    return value
+
+
+def stated_number_option(response: str, choices) -> int | None:
+    """For options that are all numbers: the option equal to the number the response states, or ``None``."""
+    values = [_option_value(c) for c in choices]
+    if len(values) < 2 or any(v is None for v in values):
+        return None
+    number = stated_number(response)
+    if number is None:
+        return None
+    try:
+        value = Decimal(number)
+    except InvalidOperation:
+        return None
+    hits = [i for i, v in enumerate(values) if v == value]
+    return hits[0] if hits and len({values[i] for i in hits}) == 1 else None
 
 
 def answer_tail(response: str) -> str | None:
