@@ -171,7 +171,8 @@ def main(argv=None) -> int:
             print(f"    {why}: {len(items)}")
             for row, result in items[: args.list]:
                 print(
-                    f"      id={row.get('id')} [{row.get('model')}] {_atype(row)} gt={_snippet(row['ground_truth'], 30)!r}"
+                    f"      id={row.get('id')} [{row.get('model')}] {_atype(row)}"
+                    f" gt={_snippet(row['ground_truth'], 30)!r}"
                     f" official={'right' if row['official_correct'] else 'wrong'}"
                     f" (read {_snippet(official_answer(row), 30)!r}) ours={'right' if result['acc'] else 'wrong'}"
                     f" (read {_snippet(result['pred'], 30)!r})\n        response: {_snippet(row['response'])!r}"

@@ -1,33 +1,29 @@
 """Reading the chosen answer out of a free-form response, as the benchmarks' LLM extractors do (official mode only).
 
 MathVista and LogicVista let GPT-4 read "the answer" out of whatever a model wrote, then apply rules to what it
-read. These functions are the rule stand-in for that reader: what a careful reader takes as the stated answer,
-never a guess. They are used by ``mode="official"`` only; ``mode="train"`` keeps its strict contract (the answer
-is the ``<answer>`` span / ``\\boxed{}`` / ``Answer:`` line, see ``reward_fns.extract``).
+read. These functions are the rule stand-in for that reader: what a careful reader takes as the stated answer. They
+are used by ``mode="official"`` only; ``mode="train"`` keeps its strict contract (the answer is the ``<answer>``
+span / ``\\boxed{}`` / ``Answer:`` line, see ``reward_fns.extract``). Tests: ``tests/test_reward_freeform.py``.
 
-Rules, each with its own function (and tests in ``tests/test_reward_freeform.py``):
+* ``stated_letters``: the option letters a response names (``The answer is D cylinder``, ``answer : c``,
+  ``(B) Both are equal``, ``C) …``, ``2. B``, ``Figure B``, ``Option B is the one that …``, ``A and C``);
+* ``stated_option``: the option whose *text* a response states (the text alone, ``No, …`` / ``True.`` for a two-way
+  question, "not enough information" for such an option, the option named in the final statement);
+* ``yes_no_statement``: a yes/no question answered by a statement that repeats it, negated or not;
+* ``stated_number``: the number a response gives (``… so the total comes to 12 apples.``, ``**7**``, ``five``).
 
-* ``stated_letters``: option letters a response names — after an answer marker (``The answer is D cylinder``,
-  ``answer : c``, ``正确答案是C``), as the whole response (``(B)``, ``A and C``), as a leading label (``C) …``,
-  ``(B) Both are equal``, also after a stray symbol), as an enumerated line (``2. B``), as a line of its own, as a
-  picture label (``Figure B``) or as ``Option B`` inside an explanation;
-* ``stated_option``: an option whose *text* the response states — the whole response, a leading ``Yes,``/``No,``
-  for a yes/no question, ``True.``/``False.`` for a true/false option pair, an "insufficient information" phrase
-  for such an option, or the only option named in the last sentence that names any;
-* ``stated_number``: the number a sentence states (``… so the total comes to 12 apples.``, ``**7**``), preferring
-  the value after an answer marker, then a bold number, then the value after ``=``/``is``/``are`` in the last
-  sentence that holds a number.
-
-Every function is linear in its input (inputs are also capped: long responses are read from their last
-``MAX_READ_CHARS`` characters), pure, and never raises on model output.
+What is read: the answer region (after ``</think>`` / inside ``<answer>`` when present), end-of-sequence tokens and
+invisible characters removed, at most its last ``MAX_READ_CHARS`` characters. Option listings (``(A) yes (B) no``,
+a model echoing the question) are never read as answers. Every function is linear in its input, pure (one
+``lru_cache``), and never raises on model output.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from decimal import Decimal, InvalidOperation
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 from reward_fns.choice import LETTERS, match_option_text
 from reward_fns.extract import answer_region
@@ -176,12 +172,22 @@ def dangling_answer(response: str) -> bool:
 def stated_letters(response: str, n_options: int, *, multi: bool = False, strong_only: bool = False) -> Letters | None:
     """The option letter(s) among the first ``n_options`` that a free-form response names, or ``None``.
 
-    In order: the whole response (``B``, ``(b)``, ``A, C``, ``Option C.``); the last answer marker followed by
-    letters (``The answer is D cylinder``, ``answer : c``, ``正确答案是C``); a choice statement (``… is option B``,
-    ``A is correct``); a leading label (``C) …``, ``(B) Both are equal``, ``• (B) …``) unless the response lists
-    the options line by line; a line of its own (``C``, ``2. B``, ``Figure B``; all such lines must agree);
-    ``Option B`` / ``Figure C`` inside the explanation (the last one). ``multi`` also reads letter sets
-    (``A and C``, ``B, D``); ``strong_only`` stops after the leading label (no own lines, no mentions).
+    In order (the first rule that reads something decides):
+
+    1. the whole response is letters: ``B``, ``(b)``, ``Option C.``, ``2. B``, ``A, C``;
+    2. the last answer marker followed by letters: ``The answer is D cylinder``, ``answer : c``, ``The correct
+       option letter for this question is C``, ``正确答案是C`` (a marker followed by a listing of options is skipped);
+    3. a choice statement: ``… is option B``, ``I choose (C)``, ``A and C are correct``;
+    4. a leading label: ``C) …``, ``(B) Both are equal``, ``• (B) …`` — unless the response lists the options line
+       by line (``A) Set A\\nB) Set B``);
+    5. lines of their own: ``C``, ``(C)``, ``2. B``, ``Figure B`` (several different ones answer nothing);
+    6. the final sentence ends with letters: ``… the next box should be C.``, ``… includes A and C``;
+    7. ``Option B`` / ``Figure C`` / ``Choices A and C`` in the explanation: the first one in the last sentence
+       that names one.
+
+    Lower-case letters count only before punctuation or the end (``answer : c``; not the article in ``the answer is
+    a square``). ``multi`` reads letter sets (``A and C``, ``B, D``, ``AC``) for items with several answers;
+    ``strong_only`` stops after rule 4.
     """
     text = clean_response(response)
     if not text or n_options <= 0:
@@ -271,7 +277,8 @@ _YES = {"yes", "true"}
 _NO = {"no", "false"}
 _INSUFFICIENT_OPTION_RE = re.compile(
     r"(?i)insufficient|not\s+enough|cannot\s+(?:say|tell|be\s+determined)|can\s*not\s+(?:say|tell|be\s+determined)|"
-    r"impossible\s+to\s+(?:tell|say|determine)|not\s+(?:possible\s+to\s+)?determin|cannot\s+determine|unable\s+to\s+determine"
+    r"impossible\s+to\s+(?:tell|say|determine)|not\s+(?:possible\s+to\s+)?determin|cannot\s+determine|"
+    r"unable\s+to\s+determine"
 )
 _INSUFFICIENT_RESPONSE_RE = re.compile(
     r"(?i)insufficient|not\s+enough\s+information|(?:cannot|can\s*not|can't|unable\s+to|impossible\s+to|"
@@ -334,12 +341,14 @@ def _same_text(choices, hits) -> bool:
 def stated_option(response: str, choices) -> int | None:
     """Index of the option whose text a free-form response states, or ``None``.
 
-    In order: the whole response is an option text (exact, without its unit, or math-equivalent; ``1000`` for
-    ``(A) 1000``); a short response opens one option's text (``northern`` for ``northern region``); a yes/no or
-    true/false pair and the response opens with the word (``No, …``, ``True.``); an "insufficient information"
-    option and the response says the question cannot be decided; else the option named in the last sentence that
-    names any (the first one there: ``Red gems affect … less than green gems`` → red). Option listings such as
-    ``(A) yes (B) no`` are not read.
+    In order: the whole response is an option text (exact, without its unit, or — formulas only — math-equivalent;
+    ``1000`` for ``(A) 1000``); a short response opens one option's text (``northern`` for ``northern region``);
+    options that are all numbers and the number the response states (``stated_number``); an "insufficient
+    information" option and the response says the question cannot be decided (or declines to answer); a yes/no or
+    true/false pair and ``the statement is false``, a first word ``No, …`` / ``True.`` or a last word ``… so yes.``;
+    else the option named in the last sentence that names any (the first one there: ``Red gems affect the score less
+    than green gems`` → red; an option after a negation, ``not all men are women``, is not named). Option listings
+    such as ``(A) yes (B) no`` are not read.
     """
     choices = list(choices)
     text = clean_response(response)
@@ -366,7 +375,8 @@ def stated_option(response: str, choices) -> int | None:
         lines = [x for x in lines if not _LINE_LABEL_RE.match(x)]
     sentences = [x for x in _sentences("\n".join(lines[-80:]))[-40:] if not is_listing(x)]
     undecided = [i for i, c in enumerate(choices) if _INSUFFICIENT_OPTION_RE.search(c)]
-    if len(undecided) == 1 and any(_INSUFFICIENT_RESPONSE_RE.search(x) or REFUSAL_RE.search(x) for x in sentences[-12:]):
+    undecided_said = any(_INSUFFICIENT_RESPONSE_RE.search(x) or REFUSAL_RE.search(x) for x in sentences[-12:])
+    if len(undecided) == 1 and undecided_said:
         return undecided[0]
     binary = _binary_options(choices)
     if binary:
@@ -415,7 +425,8 @@ def yes_no_statement(response: str, question: str, choices) -> int | None:
 
 
 REFUSAL_RE = re.compile(
-    r"(?i)\b(?:(?:does|do|did)\s+not\s+(?:provide|include|contain|show|give|mention|specify)|not\s+enough\s+information|"
+    r"(?i)\b(?:(?:does|do|did)\s+not\s+(?:provide|include|contain|show|give|mention|specify)|"
+    r"not\s+enough\s+information|"
     r"(?:cannot|can\s*not|can't|unable\s+to|impossible\s+to|not\s+possible\s+to)\s+(?:be\s+)?"
     r"(?:answer|determine|tell|see|view|interpret|process|access|identify)|please\s+provide|as\s+an\s+ai\b|"
     r"i(?:'m|\s+am)\s+sorry|more\s+(?:information|context|details)\b)"

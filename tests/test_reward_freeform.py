@@ -37,6 +37,11 @@ FLOAT2 = {"id": "t-float", "question_type": "free_form", "answer_type": "float",
         ("The difference in fare is $2.", "2", "2"),
         ("We count 1,578 points in total.", "1578", "1578"),
         ("The slope is −3.", "-3", "-3"),
+        ("The rope is 12cm long.", "12", "12"),  # a unit glued to the number
+        ("所以答案是12", "12", "12"),
+        ("Let's count: 1, 2, 3, 4, 5. So five objects.", "5", "5"),  # a number word in the final sentence
+        ("The answer is seven.", "7", "7"),
+        ("Version R2 of the chart shows 4 bars.", "4", "4"),  # "R2" is a label, not a number
     ],
 )
 def test_mathvista_integer_in_a_sentence(response, gt, pred):
@@ -48,13 +53,17 @@ def test_mathvista_integer_in_a_sentence(response, gt, pred):
 
 def test_mathvista_numbers_are_normalised_as_officially():
     # integers: str(int(float(x))) truncates, so 3.7 counts as 3 (and is wrong for 4)
-    assert compute_score("mathvista_testmini", "It holds about 3.7 liters.", "3", INTEGER, mode="official")["acc"] == 1.0
-    assert compute_score("mathvista_testmini", "It holds about 3.7 liters.", "4", INTEGER, mode="official")["acc"] == 0.0
+    about = "It holds about 3.7 liters."
+    assert compute_score("mathvista_testmini", about, "3", INTEGER, mode="official")["acc"] == 1.0
+    assert compute_score("mathvista_testmini", about, "4", INTEGER, mode="official")["acc"] == 0.0
     # floats: round(x, precision), so more digits than asked still match
     long = "The length is approximately 1.4523 cm."
     result = compute_score("mathvista_testmini", long, "1.45", FLOAT2, mode="official")
     assert (result["acc"], result["pred"]) == (1.0, "1.45")
     assert compute_score("mathvista_testmini", "The length is 1.46 cm.", "1.45", FLOAT2, mode="official")["acc"] == 0.0
+    # a fraction stands for its value
+    half = {"id": "t-half", "question_type": "free_form", "answer_type": "float", "precision": 1}
+    assert compute_score("mathvista_testmini", "The probability is 1/2.", "0.5", half, mode="official")["acc"] == 1.0
     # no number at all: no prediction
     none = compute_score("mathvista_testmini", "I cannot read the chart.", "3", INTEGER, mode="official")
     assert (none["acc"], none["pred"]) == (0.0, "")
@@ -122,6 +131,8 @@ COMPARE = {"id": "t-mc2", "question_type": "multi_choice", "answer_type": "text"
         ("Here is my answer:\n\nD\n\nA cylinder has two circular faces.", SHAPES, "cylinder"),  # a line of its own
         ("Looking at each solid in turn, the correct option letter for this question is D.", SHAPES, "cylinder"),
         ("所以答案是D", SHAPES, "cylinder"),
+        ("Based on the two circular faces, the solid should be D.", SHAPES, "cylinder"),  # the sentence ends with it
+        ("I would choose option D.", SHAPES, "cylinder"),
     ],
 )
 def test_mathvista_option_answers(response, info, gt):
@@ -144,6 +155,17 @@ def test_mathvista_option_reading_is_not_fooled():
         "acc"] == 1.0
     # several different letters on lines of their own answer nothing
     assert freeform.stated_letters("1. B\n2. D\n3. A", 4) is None
+
+
+def test_mathvista_numeric_options_match_the_stated_number():
+    angles = {"id": "t-num", "question_type": "multi_choice", "choices": ["30°", "45°", "60°", "70°"],
+              "question": "What is the measure of angle ABC?"}
+    for response in ("The measure of angle ABC is 60 degrees.", "The angle is 30° + 30° = 60°."):
+        result = compute_score("mathvista_testmini", response, "60°", angles, mode="official")
+        assert (result["acc"], result["pred"]) == (1.0, "60^\\circ"), response
+    lengths = {"id": "t-len", "question_type": "multi_choice", "choices": ["14cm", "28cm", "10cm", "20cm"]}
+    assert compute_score("mathvista_testmini", "Its perimeter is 20 cm.", "20cm", lengths, mode="official")[
+        "acc"] == 1.0
 
 
 def test_mathvista_letter_beyond_the_options_goes_to_the_nearest_option_as_officially():
@@ -208,6 +230,8 @@ def _lv(response, gt, question=QUESTION, mode="official"):
         ("AC", "A, C", 1.0),
         ("The answer is A.", "A, C", 0.0),  # one of two letters
         ("A, C and D", "A, C", 0.0),  # one too many
+        ("Choices A and C have an X in the centre.", "A, C", 1.0),
+        ("The green category includes A and C", "A, C", 1.0),  # the sentence ends with the letters
     ],
 )
 def test_logicvista_letter_sets(response, gt, acc):
@@ -240,6 +264,24 @@ def test_logicvista_one_character_rule_is_official():
 def test_logicvista_reads_options_like_the_extractor(response, gt):
     assert _lv(response, gt)["acc"] == 1.0
     assert _lv(response, gt, mode="train")["acc"] == 0.0  # train: no final answer slot
+
+
+TRUE_FALSE_QUESTION = "The desk is next to the sofa. Select from A, B and C. (A) True (B)False (C)Insufficient Information"
+
+
+@pytest.mark.parametrize(
+    ("response", "gt"),
+    [
+        ("False", "B"),
+        ("True. The desk touches the sofa.", "A"),
+        ("The statement is false because the sofa is across the room.", "B"),
+        ("This is not true.", "B"),
+        ("It is not possible to determine whether the statement is true or false.", "C"),
+        ("There is not enough information in the picture.", "C"),
+    ],
+)
+def test_logicvista_true_false_questions(response, gt):
+    assert _lv(response, gt, question=TRUE_FALSE_QUESTION)["acc"] == 1.0
 
 
 def test_logicvista_no_answer_stays_no_answer():

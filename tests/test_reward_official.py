@@ -214,6 +214,9 @@ def mathvision_answer(response: str) -> str:
 # --- We-Math, LogicVista, MathVerse, Geometry3K --------------------------------------------------------------------
 
 
+WEMATH_CHOICES = ["300, 400", "400, 300", "3000, 4000", "4000, 3000", "No correct answer"]
+
+
 @pytest.mark.parametrize(
     ("response", "letter"),
     [
@@ -232,14 +235,14 @@ def mathvision_answer(response: str) -> str:
 def test_wemath_official_is_exactly_the_published_rule(response, letter):
     """``four_dimensional_metrics.py``: ``split('Answer')[-1].strip()``, remove ``[>><<:.]``, strip, first
     character if in ``ABCDEFGH``; right iff it equals the published answer."""
-    info = {"id": "2steps_1|2steps_1", "choices": ["300, 400", "400, 300", "3000, 4000", "4000, 3000", "No correct answer"]}
+    info = {"id": "2steps_1|2steps_1", "choices": WEMATH_CHOICES}
     result = compute_score("wemath_testmini", response, "C", info, mode="official")
     assert (result["pred"], result["extracted"]) == (letter or "", float(letter is not None))
     assert result["acc"] == float(letter == "C")
 
 
 def test_wemath_official_differs_from_train_where_the_rule_does():
-    info = {"id": "2steps_1|2steps_1", "choices": ["300, 400", "400, 300", "3000, 4000", "4000, 3000", "No correct answer"]}
+    info = {"id": "2steps_1|2steps_1", "choices": WEMATH_CHOICES}
     # Option text instead of the letter: train accepts it; the official rule finds no 'Answer' and reads '<'.
     text = "<think>…</think><answer>3000, 4000</answer>"
     assert compute_score("wemath_testmini", text, "C", info)["acc"] == 1.0

@@ -71,7 +71,8 @@ def official_entry(response: str) -> str | None:
     if not stripped:
         return None
     if len(stripped) == 1 and (
-        (stripped.isalpha() and stripped.lower() not in "abcde") or (not stripped.isalpha() and not stripped.isnumeric())
+        (stripped.isalpha() and stripped.lower() not in "abcde")
+        or (not stripped.isalpha() and not stripped.isnumeric())
     ):
         return None
     return entry
