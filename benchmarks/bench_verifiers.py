@@ -1,6 +1,8 @@
 """Throughput of ``reward_fns.compute_score`` on a realistic mix, next to verl's built-in Geometry3K scorer.
 
-    python benchmarks/bench_verifiers.py [--fixtures ../shared/fixtures/benchmarks] [--n 8] [--seed 0]
+    python benchmarks/bench_verifiers.py [--fixtures DIR] [--n 8] [--seed 0]
+
+``--fixtures`` defaults to the benchmark fixtures the test suite uses (``tests/conftest.py``'s ``FIXTURES``).
 
 The mix: every benchmark fixture record plus 60 Geometry3K-style items (answers shaped like the dataset's:
 integers, decimals, ``\\frac { 4 } { 3 }``, ``2 \\sqrt { 221 }``), each with ``--n`` sampled responses like a GRPO
@@ -152,7 +154,10 @@ def show(label: str, stats: dict) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fixtures", type=Path, default=REPO.parent / "shared" / "fixtures" / "benchmarks")
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import FIXTURES  # the test suite's fixture folder (one place decides where it is)
+
+    parser.add_argument("--fixtures", type=Path, default=FIXTURES, help=f"benchmark fixtures (default: {FIXTURES})")
     parser.add_argument("--n", type=int, default=8, help="responses per item (GRPO group size)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="passes per steady-state measurement (median shown)")

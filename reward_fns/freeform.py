@@ -159,7 +159,7 @@ def _letters_at_start(text: str, valid: str, multi: bool) -> frozenset[str] | No
 @dataclass(frozen=True)
 class Letters:
     letters: frozenset[str]
-    how: str  # "whole" | "answer_marker" | "chosen" | "leading_label" | "own_line" | "option_mention"
+    how: str  # "whole" | "answer_marker" | "chosen" | "leading_label" | "own_line" | "final_letters" | "option_mention"
 
 
 def dangling_answer(response: str) -> bool:
@@ -261,14 +261,6 @@ def stated_letters(response: str, n_options: int, *, multi: bool = False, strong
             if found is not None:
                 return Letters(found, "option_mention")
     return None
-
-
-def leading_label(response: str) -> tuple[str, str] | None:
-    """``(letter, rest)`` when a response starts with a letter label (``(C) yes``, ``C. No, …``), any letter."""
-    m = _LEAD_RE.match(_undecorate(clean_response(response))[:MAX_HEAD_CHARS])
-    if not m:
-        return None
-    return (m.group(1) or m.group(2)).upper(), m.group(3)
 
 
 # --- option texts ---------------------------------------------------------------------------------------------

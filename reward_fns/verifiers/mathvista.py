@@ -11,12 +11,14 @@ train (strict, for rewards):
   * integer: numeric equality (``1,000``, ``1000 g`` with unit ``g``, ``\\frac{2000}{2}`` all equal 1000).
   * float: ``round(x, precision) == answer`` (``1.20`` → 1.2); non-decimal forms go through math equivalence.
   * list: element-wise numeric equality, brackets optional (``2014, 2016`` = ``[2014, 2016]``).
-official (MathVista ``calculate_score.py``): the GPT extraction step is replaced by the rule extraction (official
-  shortcuts first: the response is an option text / a bare number / ``The answer is "X".``; then ``\\boxed{}`` /
-  ``Answer:`` / ``<answer>`` / "the answer is X" / the last line, with units stripped like the GPT extractor does),
-  then MathVista's ``normalize_extracted_answer`` exactly: ``(b)`` → B, letter → option text, anything else → the
-  option with the smallest Levenshtein distance (so every MC response maps to some option), integers truncated
-  (``int(float(x))``), floats ``str(round(x, precision))``, lists as strings, and plain string equality.
+official: MathVista's own pipeline where it is code, a rule stand-in where it is GPT-4:
+  * ``extract_answer.py``'s shortcuts exactly: a response equal to a choice is the extraction; a response that
+    parses as the required ``int`` / ``float`` is too; ``The answer is "X".`` gives X;
+  * the GPT-4 extraction otherwise: ``_gpt_standin`` with ``reward_fns.freeform`` (a letter or option text for
+    multiple choice, the stated number for integer/float; see docs/verifiers.md);
+  * ``calculate_score.py``'s ``normalize_extracted_answer`` exactly: ``(b)`` → B, letter → option text, anything
+    else → the option with the smallest Levenshtein distance (so every MC response maps to some option), integers
+    ``str(int(float(x)))``, floats ``str(round(float(x), precision))``, lists as strings; then string equality.
 """
 
 from __future__ import annotations
@@ -148,10 +150,15 @@ def levenshtein(a: str, b: str) -> int:
 
 
 def _read_choice(response: str, choices, question: str) -> str:
-    """What MathVista's GPT extractor returns for a multiple-choice response: the letter the response names (also
-    one beyond the options: GPT copies it, and ``_official_normalize`` maps it to the nearest option), else the
-    text of the option it states, else ``""`` (no answer stated: the normalisation then picks the option nearest
-    to the empty string, as it does for GPT's "N/A")."""
+    """What MathVista's GPT extractor returns for a multiple-choice response (``reward_fns.freeform`` reads it):
+
+    Step 1: the model's own final-answer marker (box, ``Answer:`` line, ``<answer>``): a letter or an option text.
+    Step 2: a letter the response names; also one beyond the options (GPT copies it, and ``_official_normalize``
+    maps it to the Levenshtein-nearest option, as officially).
+    Step 3: the option whose text the response states (after an answer marker first), or, for a yes/no question, a
+    statement that repeats the question (negated → "no").
+    Step 4: nothing stated: the final statement, as GPT typically copies it; the normalisation maps it to the
+    nearest option."""
     n = len(choices)
     final = extract_final(response).answer  # a box / "Answer: X" line / <answer> span: the model's own marker
     if final is not None and len(final) <= MAX_ANSWER_CHARS:
@@ -186,7 +193,7 @@ def _gpt_standin(response: str, info, qtype: str, atype: str, choices) -> str:
     if atype in ("integer", "float"):
         final = extract_final(response).answer
         for text in ([final] if final is not None else []) + [response]:
-            value = freeform.stated_number(text[-MAX_ANSWER_CHARS * 8 :], info.unit)
+            value = freeform.stated_number(text, info.unit)
             if value is not None:
                 return value
         return ""
