@@ -86,6 +86,11 @@ _LABELLED_LETTER_RE = re.compile(
 _FINAL_LETTERS_RE = re.compile(
     r"(?:^|\s)((?:" + _LIST_ITEM + r")(?:\s*(?:,|&|\band\b)\s*" + _LIST_ITEM + r"){0,5})\s*[.!]?\s*$"
 )
+# Words after which a capital letter names a point, not an option ("… the shortest side is from point C.")
+_GEOMETRY_WORDS = {
+    "point", "points", "angle", "vertex", "vertices", "line", "segment", "side", "triangle", "circle", "center",
+    "centre", "chord", "arc", "ray", "plane", "at", "from", "through", "between", "∠",
+}
 # A leading label: "C) …", "(B) Both are equal", "B. No, …", "A: …" (after stray symbols such as "* ", "• ", "- ")
 _LEAD_RE = re.compile(r"^[^\w(\[]{0,4}(?:[\(\[]\s*([A-Za-z])\s*[\)\]][.:]?|([A-Z])\s*[.:)：])(?:\s+|$)(.*)", re.DOTALL)
 _LINE_LABEL_RE = re.compile(r"^[^\w(\[]{0,4}(?:[\(\[]\s*([A-Za-z])\s*[\)\]]|([A-Z])\s*[.:)：])(?:\s|$)")
@@ -250,7 +255,9 @@ def stated_letters(response: str, n_options: int, *, multi: bool = False, strong
     final = [x for x in _sentences(plain)[-3:] if not is_listing(x)]
     if final:
         m = _FINAL_LETTERS_RE.search(final[-1][-80:])
-        found = _letters_at_start(m.group(1), valid, multi) if m else None
+        before = final[-1][-80:][: m.start(1)].split()[-1:] if m else []
+        geometric = bool(before) and before[0].lower().strip(",;:") in _GEOMETRY_WORDS  # "… meet at point D."
+        found = _letters_at_start(m.group(1), valid, multi) if m and not geometric else None
         if found is not None:
             return Letters(found, "final_letters")
     # 7. "Option B" / "Figure C" inside the explanation: the first one named in the last sentence naming one

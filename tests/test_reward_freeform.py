@@ -151,6 +151,7 @@ def test_mathvista_option_reading_is_not_fooled():
     listing = "(A) 30°\n(B) 45°\n(C) 60°\n(D) 70°"
     assert freeform.stated_letters(listing, 4) is None
     assert freeform.stated_letters("The vertex of the angle is A, so we measure from there.", 4) is None
+    assert freeform.stated_letters("So the two lines meet at point D.", 4) is None  # a point, not option D
     assert compute_score("mathvista_testmini", "So the answer is (C) 60°.", "60°", geometry, mode="official")[
         "acc"] == 1.0
     # several different letters on lines of their own answer nothing
