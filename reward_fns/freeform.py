@@ -193,6 +193,11 @@ def stated_letters(response: str, n_options: int, *, multi: bool = False, strong
     Lower-case letters count only before punctuation or the end (``answer : c``; not the article in ``the answer is
     a square``). ``multi`` reads letter sets (``A and C``, ``B, D``, ``AC``) for items with several answers;
     ``strong_only`` stops after rule 4.
+
+    >>> [sorted(stated_letters(r, 4, multi=True).letters) for r in ("2. B", "The answer is D cylinder", "A and C")]
+    [['B'], ['D'], ['A', 'C']]
+    >>> stated_letters("The answer is a square.", 4) is None
+    True
     """
     text = clean_response(response)
     if not text or n_options <= 0:
@@ -492,6 +497,11 @@ def stated_number(response: str, unit: str = "") -> str | None:
 
     In order: after the last answer marker (``The answer is 12 apples``); a bold number (``**7**``); the last
     sentence holding a number (``_number_in``); a number word (``So five objects.``) in the final sentence.
+
+    >>> stated_number("So the total comes to 12 apples. Let me know if you need more help!")
+    '12'
+    >>> stated_number("There are **7** cubes."), stated_number("It is 4 x 4 = 16 m."), stated_number("So five.")
+    ('7', '16', '5')
     """
     text = clean_response(response)
     if not text:

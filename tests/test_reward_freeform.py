@@ -8,6 +8,7 @@ what a careful reader takes from the response; MathVista's official normalisatio
 
 from __future__ import annotations
 
+import doctest
 import random
 import time
 
@@ -16,7 +17,7 @@ from test_reward_robustness import ADVERSARIAL
 
 from reward_fns import compute_score, freeform
 from reward_fns.choice import parenthesised_options
-from reward_fns.verifiers import logicvista, mathvista
+from reward_fns.verifiers import logicvista, mathvista, wemath
 
 # --- MathVista: numbers stated inside a sentence ---------------------------------------------------------------------
 
@@ -295,6 +296,12 @@ def test_parenthesised_options_from_the_question():
     assert parenthesised_options(QUESTION) == ["Square", "Star", "Kite", "Arrow", "Impossible to tell"]
     assert parenthesised_options("Pick one. (A) (B) (C) (D)") == ["", "", "", ""]
     assert parenthesised_options("No options here (A) only") == []
+
+
+def test_doctests():
+    for module in (freeform, mathvista, wemath):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
 
 
 # --- robustness of the new reading -----------------------------------------------------------------------------------
