@@ -11,6 +11,7 @@ from __future__ import annotations
 import doctest
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from test_reward_robustness import ADVERSARIAL
@@ -25,26 +26,26 @@ INTEGER = {"id": "t-int", "question_type": "free_form", "answer_type": "integer"
 FLOAT2 = {"id": "t-float", "question_type": "free_form", "answer_type": "float", "precision": 2}
 
 
-@pytest.mark.parametrize(
-    ("response", "gt", "pred"),
-    [
-        ("Counting every basket, so the total comes to 12 apples.", "12", "12"),
-        ("The tallest bar reaches 75.", "75", "75"),
-        ("The answer is 12. Let me know if you need anything else!", "12", "12"),  # trailing pleasantries
-        ("There are **7** red cubes left. I hope that helps.", "7", "7"),  # bold
-        ("The square has side 4, so the perimeter is 4 x 4 = 16 meters.", "16", "16"),  # after '='
-        ("Spending stayed below 0.2% of GDP until 1970.", "1970", "1970"),  # no 'is': the last number
-        ("There are 9 dots in 3 groups. There are 3 dots in each group.</s>", "3", "3"),  # last sentence, EOS token
-        ("The difference in fare is $2.", "2", "2"),
-        ("We count 1,578 points in total.", "1578", "1578"),
-        ("The slope is −3.", "-3", "-3"),
-        ("The rope is 12cm long.", "12", "12"),  # a unit glued to the number
-        ("所以答案是12", "12", "12"),
-        ("Let's count: 1, 2, 3, 4, 5. So five objects.", "5", "5"),  # a number word in the final sentence
-        ("The answer is seven.", "7", "7"),
-        ("Version R2 of the chart shows 4 bars.", "4", "4"),  # "R2" is a label, not a number
-    ],
-)
+INTEGER_CASES = [
+    ("Counting every basket, so the total comes to 12 apples.", "12", "12"),
+    ("The tallest bar reaches 75.", "75", "75"),
+    ("The answer is 12. Let me know if you need anything else!", "12", "12"),  # trailing pleasantries
+    ("There are **7** red cubes left. I hope that helps.", "7", "7"),  # bold
+    ("The square has side 4, so the perimeter is 4 x 4 = 16 meters.", "16", "16"),  # after '='
+    ("Spending stayed below 0.2% of GDP until 1970.", "1970", "1970"),  # no 'is': the last number
+    ("There are 9 dots in 3 groups. There are 3 dots in each group.</s>", "3", "3"),  # last sentence, EOS token
+    ("The difference in fare is $2.", "2", "2"),
+    ("We count 1,578 points in total.", "1578", "1578"),
+    ("The slope is −3.", "-3", "-3"),
+    ("The rope is 12cm long.", "12", "12"),  # a unit glued to the number
+    ("所以答案是12", "12", "12"),
+    ("Let's count: 1, 2, 3, 4, 5. So five objects.", "5", "5"),  # a number word in the final sentence
+    ("The answer is seven.", "7", "7"),
+    ("Version R2 of the chart shows 4 bars.", "4", "4"),  # "R2" is a label, not a number
+]
+
+
+@pytest.mark.parametrize(("response", "gt", "pred"), INTEGER_CASES)
 def test_mathvista_integer_in_a_sentence(response, gt, pred):
     official = compute_score("mathvista_testmini", response, gt, INTEGER, mode="official")
     assert (official["acc"], official["pred"]) == (1.0, pred)
@@ -116,26 +117,26 @@ COMPARE = {"id": "t-mc2", "question_type": "multi_choice", "answer_type": "text"
            "choices": ["A is larger", "Both are equal", "B is larger"], "question": "Compare the two areas."}
 
 
-@pytest.mark.parametrize(
-    ("response", "info", "gt"),
-    [
-        ("2. D", SHAPES, "cylinder"),  # an enumerated line
-        ("(B) Both are equal", COMPARE, "Both are equal"),  # parenthesised letter + option text
-        ("• (B) Both are equal", COMPARE, "Both are equal"),  # after a stray symbol
-        ("Figure D", SHAPES, "cylinder"),  # a picture label
-        ("C) B is larger, since its base is longer.", COMPARE, "B is larger"),  # letter + ')' at the start
-        ("The answer is D cylinder", SHAPES, "cylinder"),  # a letter followed by words
-        ("cylinder", SHAPES, "cylinder"),  # the option text alone
-        ("A cylinder has two circular faces and one curved face.", SHAPES, "cylinder"),  # the only option named
-        ("Option D is the one that has two flat circular faces joined by a curved surface, unlike the others.",
-         SHAPES, "cylinder"),  # a letter inside a long explanation
-        ("Here is my answer:\n\nD\n\nA cylinder has two circular faces.", SHAPES, "cylinder"),  # a line of its own
-        ("Looking at each solid in turn, the correct option letter for this question is D.", SHAPES, "cylinder"),
-        ("所以答案是D", SHAPES, "cylinder"),
-        ("Based on the two circular faces, the solid should be D.", SHAPES, "cylinder"),  # the sentence ends with it
-        ("I would choose option D.", SHAPES, "cylinder"),
-    ],
-)
+OPTION_CASES = [
+    ("2. D", SHAPES, "cylinder"),  # an enumerated line
+    ("(B) Both are equal", COMPARE, "Both are equal"),  # parenthesised letter + option text
+    ("• (B) Both are equal", COMPARE, "Both are equal"),  # after a stray symbol
+    ("Figure D", SHAPES, "cylinder"),  # a picture label
+    ("C) B is larger, since its base is longer.", COMPARE, "B is larger"),  # letter + ')' at the start
+    ("The answer is D cylinder", SHAPES, "cylinder"),  # a letter followed by words
+    ("cylinder", SHAPES, "cylinder"),  # the option text alone
+    ("A cylinder has two circular faces and one curved face.", SHAPES, "cylinder"),  # the only option named
+    ("Option D is the one that has two flat circular faces joined by a curved surface, unlike the others.",
+     SHAPES, "cylinder"),  # a letter inside a long explanation
+    ("Here is my answer:\n\nD\n\nA cylinder has two circular faces.", SHAPES, "cylinder"),  # a line of its own
+    ("Looking at each solid in turn, the correct option letter for this question is D.", SHAPES, "cylinder"),
+    ("所以答案是D", SHAPES, "cylinder"),
+    ("Based on the two circular faces, the solid should be D.", SHAPES, "cylinder"),  # the sentence ends with it
+    ("I would choose option D.", SHAPES, "cylinder"),
+]
+
+
+@pytest.mark.parametrize(("response", "info", "gt"), OPTION_CASES)
 def test_mathvista_option_answers(response, info, gt):
     result = compute_score("mathvista_testmini", response, gt, info, mode="official")
     assert (result["acc"], result["pred"]) == (1.0, gt)
@@ -222,20 +223,20 @@ def _lv(response, gt, question=QUESTION, mode="official"):
     return compute_score("logicvista_test", response, gt, {"id": "t-lv", "question": question}, mode=mode)
 
 
-@pytest.mark.parametrize(
-    ("response", "gt", "acc"),
-    [
-        ("A and C", "A, C", 1.0),
-        ("B, D", "B, D", 1.0),
-        ("The answer is A and C.", "A, C", 1.0),
-        ("Option A and C are correct.", "A, C", 1.0),
-        ("AC", "A, C", 1.0),
-        ("The answer is A.", "A, C", 0.0),  # one of two letters
-        ("A, C and D", "A, C", 0.0),  # one too many
-        ("Choices A and C have an X in the centre.", "A, C", 1.0),
-        ("The green category includes A and C", "A, C", 1.0),  # the sentence ends with the letters
-    ],
-)
+LETTER_SET_CASES = [
+    ("A and C", "A, C", 1.0),
+    ("B, D", "B, D", 1.0),
+    ("The answer is A and C.", "A, C", 1.0),
+    ("Option A and C are correct.", "A, C", 1.0),
+    ("AC", "A, C", 1.0),
+    ("The answer is A.", "A, C", 0.0),  # one of two letters
+    ("A, C and D", "A, C", 0.0),  # one too many
+    ("Choices A and C have an X in the centre.", "A, C", 1.0),
+    ("The green category includes A and C", "A, C", 1.0),  # the sentence ends with the letters
+]
+
+
+@pytest.mark.parametrize(("response", "gt", "acc"), LETTER_SET_CASES)
 def test_logicvista_letter_sets(response, gt, acc):
     assert _lv(response, gt)["acc"] == acc
 
@@ -322,6 +323,22 @@ TARGETED = {
     "10k sentences": "The red cube is not larger. " * 10_000,
     "long option text": "cylinder " * 12_000,
 }
+
+
+def test_free_form_reading_from_threads_matches_sequential():
+    """verl scores from threads: the reader's cache and rules give the same verdicts in a pool."""
+    cases = [("mathvista_testmini", r, gt, INTEGER) for r, gt, _ in INTEGER_CASES]
+    cases += [("mathvista_testmini", r, gt, info) for r, info, gt in OPTION_CASES]
+    cases += [("logicvista_test", r, gt, {"id": "t-lv", "question": QUESTION}) for r, gt, _ in LETTER_SET_CASES]
+    cases = cases * 6
+
+    def run(case):
+        return compute_score(*case, mode="official")
+
+    expected = [run(c) for c in cases]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(run, cases)) == expected
+    assert sum(r["acc"] for r in expected) > len(cases) / 2
 
 
 @pytest.mark.parametrize("name", list(ADVERSARIAL) + list(TARGETED))
