@@ -269,7 +269,9 @@ def test_logicvista_reads_options_like_the_extractor(response, gt):
     assert _lv(response, gt, mode="train")["acc"] == 0.0  # train: no final answer slot
 
 
-TRUE_FALSE_QUESTION = "The desk is next to the sofa. Select from A, B and C. (A) True (B)False (C)Insufficient Information"
+TRUE_FALSE_QUESTION = (
+    "The desk is next to the sofa. Select from A, B and C. (A) True (B)False (C)Insufficient Information"
+)
 
 
 @pytest.mark.parametrize(
