@@ -4,6 +4,7 @@ its executor threads."""
 
 from __future__ import annotations
 
+import importlib
 import asyncio
 
 import numpy as np
@@ -50,6 +51,12 @@ def test_data_sources_are_the_contract_keys():
     )
     assert set(SAMPLES) == set(DATA_SOURCES)
     assert all(callable(v) for v in DATA_SOURCES.values())
+    # one registry: schema.VERIFIER_MODULES; both DATA_SOURCES are derived from it
+    from reward_fns.schema import VERIFIER_MODULES
+
+    assert tuple(VERIFIER_MODULES) == SCHEMA_SOURCES
+    for source, module in VERIFIER_MODULES.items():
+        assert DATA_SOURCES[source] is importlib.import_module(f"reward_fns.verifiers.{module}").verify
     with pytest.raises(TypeError):
         DATA_SOURCES["new"] = DATA_SOURCES["hiyouga/geometry3k"]  # read-only mapping
 
