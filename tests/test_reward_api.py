@@ -4,8 +4,8 @@ its executor threads."""
 
 from __future__ import annotations
 
-import importlib
 import asyncio
+import importlib
 
 import numpy as np
 import pytest
