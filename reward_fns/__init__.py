@@ -14,7 +14,7 @@ scalar ``(1 - format_weight) * acc + format_weight * format``. See ``docs/verifi
 
 from __future__ import annotations
 
-import functools
+import importlib
 import logging
 import numbers
 from collections.abc import Callable, Mapping
@@ -26,15 +26,6 @@ from reward_fns.extract import as_text, format_ok
 from reward_fns.mathcheck import sympy_budget
 from reward_fns.schema import EXTRA_INFO_DEFAULTS, ExtraInfo, normalize_extra_info
 from reward_fns.verdict import RESULT_KEYS, RecordError, Verdict, build_result
-from reward_fns.verifiers import (
-    geometry3k,
-    logicvista,
-    mathverse,
-    mathvision,
-    mathvista,
-    mmmu_pro,
-    wemath,
-)
 
 __all__ = [
     "DATA_SOURCES",
@@ -52,21 +43,14 @@ MODES: tuple[str, ...] = ("train", "official")
 
 Verifier = Callable[[str, str, ExtraInfo, str], Verdict]
 
-# data_source -> verifier(response, ground_truth, extra_info, mode)
+# data_source -> verifier(response, ground_truth, extra_info, mode), built from the one registry in
+# ``reward_fns.schema.VERIFIER_MODULES`` (register a new benchmark there).
 DATA_SOURCES: Mapping[str, Verifier] = MappingProxyType(
     {
-        "hiyouga/geometry3k": geometry3k.verify,
-        "mathvista_testmini": mathvista.verify,
-        "mmmu_pro_standard10": functools.partial(mmmu_pro.verify, data_source="mmmu_pro_standard10"),
-        "mmmu_pro_vision": functools.partial(mmmu_pro.verify, data_source="mmmu_pro_vision"),
-        "mathverse_testmini": mathverse.verify,
-        "mathvision_test": mathvision.verify,
-        "mathvision_testmini": mathvision.verify,
-        "wemath_testmini": wemath.verify,
-        "logicvista_test": logicvista.verify,
+        source: importlib.import_module(f"reward_fns.verifiers.{module}").verify
+        for source, module in schema.VERIFIER_MODULES.items()
     }
 )
-assert tuple(DATA_SOURCES) == schema.DATA_SOURCES, "reward_fns.DATA_SOURCES and schema.DATA_SOURCES disagree"
 
 
 class UnknownDataSourceError(KeyError):

@@ -97,9 +97,10 @@ def _core_key(text: str) -> str:
     return squash(core)
 
 
-def match_option_text(answer: str | None, choices: tuple[str, ...] | list[str]) -> list[int]:
-    """Indices of the options whose text the answer states (exact after normalisation, then unit-less, then
-    math-equivalent for short mathematical options). Returns ``[]`` when nothing or an ambiguous set matches."""
+def match_option_text(answer: str | None, choices: tuple[str, ...] | list[str], *, math: bool = True) -> list[int]:
+    """Indices of the options whose text the answer states (exact after normalisation, then unit-less, then — with
+    ``math`` — math-equivalent for short mathematical options). Returns ``[]`` when nothing or an ambiguous set
+    matches."""
     if not answer or not choices:
         return []
     text = unwrap_choice(answer)
@@ -114,7 +115,7 @@ def match_option_text(answer: str | None, choices: tuple[str, ...] | list[str]) 
         hits = [i for i, c in enumerate(choices) if c.strip() and _core_key(c) == core]
         if hits and len({_option_key(choices[i]) for i in hits}) == 1:
             return hits
-    if len(text) <= 80 and any(ch.isdigit() or ch == "\\" for ch in text):
+    if math and len(text) <= 80 and any(ch.isdigit() or ch == "\\" for ch in text):
         hits = [
             i
             for i, c in enumerate(choices)
@@ -160,3 +161,32 @@ def options_from_text(text: str) -> list[str]:
             body = body[:newline]
         options.append(body.strip().rstrip(";").strip())
     return options
+
+
+_PAREN_LABEL_RUN_RE = re.compile(r"\(\s*([A-Z])\s*\)")
+
+
+def parenthesised_options(text: str) -> list[str]:
+    """Options written inline as ``(A) Birmingham  (B) Glasgow (C) Liverpool`` (LogicVista's questions).
+
+    Labels must run A, B, C, … in order (the last such run in the text); each option is the text up to the next
+    label, trailing ``,``/``.`` removed. Returns ``[]`` unless at least two labels are found. Options may be empty
+    (``(A) (B) (C) (D)``: the options are in the image).
+    """
+    if not text or len(text) > 20000:
+        return []
+    labels = list(_PAREN_LABEL_RUN_RE.finditer(text))
+    starts = [k for k, m in enumerate(labels) if m.group(1) == "A"]
+    for start in reversed(starts):
+        run = [labels[start]]
+        for m in labels[start + 1 :]:
+            if m.group(1) == LETTERS[len(run)]:
+                run.append(m)
+        if len(run) < 2:
+            continue
+        options = []
+        for k, m in enumerate(run):
+            end = run[k + 1].start() if k + 1 < len(run) else len(text)
+            options.append(text[m.end() : end].strip().rstrip(",.;").strip())
+        return options
+    return []

@@ -1,7 +1,8 @@
 """The contract shared by data prep and the verifiers: dispatch keys and the ``extra_info`` keys the verifiers read.
 
 This module imports nothing heavy, so data-prep code can ``from reward_fns.schema import DATA_SOURCES,
-EXTRA_INFO_DEFAULTS`` cheaply (importing the package itself pulls in sympy via the verifiers).
+EXTRA_INFO_DEFAULTS`` cheaply (importing the package itself pulls in sympy via the verifiers). It also holds the
+verifier registry, ``VERIFIER_MODULES`` (data source -> verifier module), the one place a benchmark is registered.
 
 Keys the verifiers read from ``extra_info`` (every other key, e.g. the ``num_turns`` / ``rollout_reward_scores``
 that verl adds, is ignored):
@@ -35,18 +36,24 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-# Dispatch keys (``data_source`` column). ``reward_fns.DATA_SOURCES`` maps each key to its verifier.
-DATA_SOURCES: tuple[str, ...] = (
-    "hiyouga/geometry3k",
-    "mathvista_testmini",
-    "mmmu_pro_standard10",
-    "mmmu_pro_vision",
-    "mathverse_testmini",
-    "mathvision_test",
-    "mathvision_testmini",
-    "wemath_testmini",
-    "logicvista_test",
+# The registry, defined here once: each dispatch key (the ``data_source`` column data prep writes) and the module of
+# ``reward_fns/verifiers/`` that scores it. A module exposes ``verify(response, gt, info, mode) -> Verdict``.
+# Registering a benchmark is one line here; ``reward_fns.DATA_SOURCES`` (key -> verify function) is built from it.
+VERIFIER_MODULES: Mapping[str, str] = MappingProxyType(
+    {
+        "hiyouga/geometry3k": "geometry3k",
+        "mathvista_testmini": "mathvista",
+        "mmmu_pro_standard10": "mmmu_pro",
+        "mmmu_pro_vision": "mmmu_pro",
+        "mathverse_testmini": "mathverse",
+        "mathvision_test": "mathvision",
+        "mathvision_testmini": "mathvision",
+        "wemath_testmini": "wemath",
+        "logicvista_test": "logicvista",
+    }
 )
+# The dispatch keys alone, for data prep (importing this module is cheap; importing ``reward_fns`` loads sympy).
+DATA_SOURCES: tuple[str, ...] = tuple(VERIFIER_MODULES)
 
 QUESTION_TYPES: tuple[str, ...] = ("multi_choice", "free_form")
 # Answer types the verifiers act on; other strings (a benchmark's own) are accepted and treated like "".

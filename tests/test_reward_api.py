@@ -5,6 +5,7 @@ its executor threads."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 
 import numpy as np
 import pytest
@@ -50,6 +51,12 @@ def test_data_sources_are_the_contract_keys():
     )
     assert set(SAMPLES) == set(DATA_SOURCES)
     assert all(callable(v) for v in DATA_SOURCES.values())
+    # one registry: schema.VERIFIER_MODULES; both DATA_SOURCES are derived from it
+    from reward_fns.schema import VERIFIER_MODULES
+
+    assert tuple(VERIFIER_MODULES) == SCHEMA_SOURCES
+    for source, module in VERIFIER_MODULES.items():
+        assert DATA_SOURCES[source] is importlib.import_module(f"reward_fns.verifiers.{module}").verify
     with pytest.raises(TypeError):
         DATA_SOURCES["new"] = DATA_SOURCES["hiyouga/geometry3k"]  # read-only mapping
 
@@ -65,6 +72,12 @@ def test_same_keys_and_types_for_every_source_and_outcome(source, mode):
         assert [type(result[k]) for k in RESULT_KEYS] == [float, float, float, float, str]
         assert result["acc"] in (0.0, 1.0) and result["format"] in (0.0, 1.0) and result["extracted"] in (0.0, 1.0)
     right = compute_score(source, right_response, gt, info, mode=mode)
+    if source == "wemath_testmini" and mode == "official":
+        # We-Math's official rule reads only the text after a case-sensitive 'Answer' (its prompt's template)
+        assert (right["acc"], right["format"]) == (0.0, 1.0), right
+        right = compute_score(source, f"<think>x</think>\n<Answer>: {right_answer}", gt, info, mode=mode)
+        assert right["acc"] == 1.0, right
+        return
     assert right["acc"] == 1.0 and right["format"] == 1.0, (source, mode, right)
 
 

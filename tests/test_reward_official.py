@@ -214,16 +214,44 @@ def mathvision_answer(response: str) -> str:
 # --- We-Math, LogicVista, MathVerse, Geometry3K --------------------------------------------------------------------
 
 
-def test_wemath_official_letter_rule():
-    info = {"id": "2steps_1|2steps_1", "choices": ["300, 400", "400, 300", "3000, 4000", "4000, 3000", "No correct answer"]}
-    # Official: text after the last 'Answer', '>' '<' ':' '.' removed, first character must be the letter.
-    assert compute_score("wemath_testmini", "OA is 3 km.\n<Answer>: C", "C", info, mode="official")["acc"] == 1.0
-    assert compute_score("wemath_testmini", "<think>…</think><answer>\\boxed{C}</answer>", "C", info, mode="official")["acc"] == 1.0
-    # Option text instead of the letter: train accepts it, the official rule reads '3' → no letter → wrong.
+WEMATH_CHOICES = ["300, 400", "400, 300", "3000, 4000", "4000, 3000", "No correct answer"]
+
+
+@pytest.mark.parametrize(
+    ("response", "letter"),
+    [
+        ("OA is 3 km.\n<Answer>: C", "C"),  # the official template: '<Answer>: <<your option>>'
+        ("<Thought process>: <<OA = 3>> <Answer>: <<C>>", "C"),  # '<', '>' and ':' are removed
+        ("Answer: C. Answer: D", "D"),  # the text after the LAST 'Answer'
+        ("Answer: c", None),  # lower case is no letter
+        ("answer: C", None),  # 'Answer' is matched case-sensitively
+        ("Answer: I think C", None),  # only the first character counts ('I' is outside A-H)
+        ("Answer: (C)", None),  # '(' is not removed, so the first character is not a letter
+        ("C", "C"),  # no 'Answer' at all: the whole response
+        ("<think>…</think><answer>\\boxed{C}</answer>", None),  # this recipe's format: no 'Answer', first char '<'
+        ("", None),
+    ],
+)
+def test_wemath_official_is_exactly_the_published_rule(response, letter):
+    """``four_dimensional_metrics.py``: ``split('Answer')[-1].strip()``, remove ``[>><<:.]``, strip, first
+    character if in ``ABCDEFGH``; right iff it equals the published answer."""
+    info = {"id": "2steps_1|2steps_1", "choices": WEMATH_CHOICES}
+    result = compute_score("wemath_testmini", response, "C", info, mode="official")
+    assert (result["pred"], result["extracted"]) == (letter or "", float(letter is not None))
+    assert result["acc"] == float(letter == "C")
+
+
+def test_wemath_official_differs_from_train_where_the_rule_does():
+    info = {"id": "2steps_1|2steps_1", "choices": WEMATH_CHOICES}
+    # Option text instead of the letter: train accepts it; the official rule finds no 'Answer' and reads '<'.
     text = "<think>…</think><answer>3000, 4000</answer>"
     assert compute_score("wemath_testmini", text, "C", info)["acc"] == 1.0
     official = compute_score("wemath_testmini", text, "C", info, mode="official")
     assert (official["acc"], official["extracted"]) == (0.0, 0.0)
+    # The recipe's boxed letter: right in train, no prediction officially (the official prompt asks for 'Answer').
+    boxed = "<think>…</think><answer>\\boxed{C}</answer>"
+    assert compute_score("wemath_testmini", boxed, "C", info)["acc"] == 1.0
+    assert compute_score("wemath_testmini", boxed, "C", info, mode="official")["acc"] == 0.0
 
 
 def test_logicvista_official_reads_prose():

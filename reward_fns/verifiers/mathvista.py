@@ -11,18 +11,21 @@ train (strict, for rewards):
   * integer: numeric equality (``1,000``, ``1000 g`` with unit ``g``, ``\\frac{2000}{2}`` all equal 1000).
   * float: ``round(x, precision) == answer`` (``1.20`` → 1.2); non-decimal forms go through math equivalence.
   * list: element-wise numeric equality, brackets optional (``2014, 2016`` = ``[2014, 2016]``).
-official (MathVista ``calculate_score.py``): the GPT extraction step is replaced by the rule extraction (official
-  shortcuts first: the response is an option text / a bare number / ``The answer is "X".``; then ``\\boxed{}`` /
-  ``Answer:`` / ``<answer>`` / "the answer is X" / the last line, with units stripped like the GPT extractor does),
-  then MathVista's ``normalize_extracted_answer`` exactly: ``(b)`` → B, letter → option text, anything else → the
-  option with the smallest Levenshtein distance (so every MC response maps to some option), integers truncated
-  (``int(float(x))``), floats ``str(round(x, precision))``, lists as strings, and plain string equality.
+official: MathVista's own pipeline where it is code, a rule stand-in where it is GPT-4:
+  * ``extract_answer.py``'s shortcuts exactly: a response equal to a choice is the extraction; a response that
+    parses as the required ``int`` / ``float`` is too; ``The answer is "X".`` gives X;
+  * the GPT-4 extraction otherwise: ``_gpt_standin`` with ``reward_fns.freeform`` (a letter or option text for
+    multiple choice, the stated number for integer/float; see docs/verifiers.md);
+  * ``calculate_score.py``'s ``normalize_extracted_answer`` exactly: ``(b)`` → B, letter → option text, anything
+    else → the option with the smallest Levenshtein distance (so every MC response maps to some option), integers
+    ``str(int(float(x)))``, floats ``str(round(float(x), precision))``, lists as strings; then string equality.
 """
 
 from __future__ import annotations
 
 import re
 
+from reward_fns import freeform
 from reward_fns.choice import (
     LETTERS,
     match_option_text,
@@ -111,33 +114,96 @@ def _train(response: str, gt: str, info) -> Verdict:
 
 
 def levenshtein(a: str, b: str) -> int:
-    """Edit distance (insert/delete/substitute, cost 1), as python-Levenshtein's ``distance``."""
+    """Edit distance (insert/delete/substitute, cost 1), as python-Levenshtein's ``distance`` that MathVista uses.
+
+    Myers' bit-parallel algorithm (Hyyrö's formulation): one pass over ``a`` with ``len(b)``-bit integers, so a
+    1,000-character extraction against an option costs about a millisecond.
+
+    >>> levenshtein("kitten", "sitting"), levenshtein("", "abc"), levenshtein("92.5", "97")
+    (3, 3, 3)
+    """
     if len(a) < len(b):
         a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
+    m = len(b)
+    if m == 0:
+        return len(a)
+    peq: dict[str, int] = {}
+    for i, ch in enumerate(b):
+        peq[ch] = peq.get(ch, 0) | (1 << i)
+    full, top = (1 << m) - 1, 1 << (m - 1)
+    pv, mv, score = full, 0, m
+    for ch in a:
+        eq = peq.get(ch, 0)
+        xv = eq | mv
+        xh = ((((eq & pv) + pv) & full) ^ pv) | eq
+        ph = (mv | ~(xh | pv)) & full
+        mh = pv & xh
+        if ph & top:
+            score += 1
+        elif mh & top:
+            score -= 1
+        ph = ((ph << 1) | 1) & full
+        mh = (mh << 1) & full
+        pv = (mh | ~(xv | ph)) & full
+        mv = ph & xv
+    return score
 
 
-def _gpt_standin(response: str, info, qtype: str, atype: str) -> str:
+def _read_choice(response: str, choices, question: str) -> str:
+    """What MathVista's GPT extractor returns for a multiple-choice response (``reward_fns.freeform`` reads it):
+
+    Step 1: the model's own final-answer marker (box, ``Answer:`` line, ``<answer>``): a letter or an option text.
+    Step 2: a letter the response names; also one beyond the options (GPT copies it, and ``_official_normalize``
+    maps it to the Levenshtein-nearest option, as officially).
+    Step 3: the option whose text the response states (after an answer marker first), or, for a yes/no question, a
+    statement that repeats the question (negated → "no").
+    Step 4: nothing stated: the final statement, as GPT typically copies it; the normalisation maps it to the
+    nearest option."""
+    n = len(choices)
+    final = extract_final(response).answer  # a box / "Answer: X" line / <answer> span: the model's own marker
+    if final is not None and len(final) <= MAX_ANSWER_CHARS:
+        letter = parse_letter(final, n)
+        if letter is not None:
+            return letter
+        index = freeform.stated_option(final, choices)
+        if index is not None:
+            return choices[index]
+    letters = freeform.stated_letters(response, n)
+    if letters is not None:
+        return next(iter(letters.letters))
+    beyond = freeform.stated_letters(response, 26, strong_only=True)  # "The correct option letter is D." (2 options)
+    if beyond is not None:
+        return next(iter(beyond.letters))
+    tail = freeform.answer_tail(response)
+    index = freeform.stated_option(tail, choices) if tail else None
+    if index is None:
+        index = freeform.stated_option(response, choices)
+    if index is None:
+        index = freeform.yes_no_statement(response, question, choices)
+    if index is not None:
+        return choices[index]
+    found = extract_final(freeform.clean_response(response), prose=True).answer  # GPT copies the final statement
+    return "" if found is None else unwrap_choice(found)[:MAX_ANSWER_CHARS]
+
+
+def _gpt_standin(response: str, info, qtype: str, atype: str, choices) -> str:
     """What MathVista's GPT extractor would return, approximated by rules (units/markup stripped)."""
-    found = extract_final(response, prose=True).answer
+    if qtype == "multi_choice":
+        return _read_choice(response, choices, info.question)
+    if atype in ("integer", "float"):
+        final = extract_final(response).answer
+        for text in ([final] if final is not None else []) + [response]:
+            value = freeform.stated_number(text, info.unit)
+            if value is not None:
+                return value
+        return ""
+    found = extract_final(freeform.clean_response(response), prose=True).answer
     if found is None:
         return ""
     text = unwrap_choice(found)[:MAX_ANSWER_CHARS]
-    if qtype == "multi_choice":
-        return text
     if atype == "list":
         values = parse_number_list(text)
         return "[" + ", ".join(format_number(v) for v in values) + "]" if values else text
-    if atype in ("integer", "float"):
-        value = to_decimal(text, info.unit)
-        if value is not None:
-            return format_number(value) if atype == "integer" else repr(float(value))
     return text
 
 
@@ -159,7 +225,7 @@ def _official_extract(response: str, info, qtype: str, atype: str, choices) -> s
     quick = re.search(r'The answer is "(.*)"\.', response[-2000:])
     if quick:
         return quick.group(1)
-    return _gpt_standin(response, info, qtype, atype)
+    return _gpt_standin(response, info, qtype, atype, choices)
 
 
 def _official_normalize(extraction: str, choices, qtype: str, atype: str, places: int) -> str | None:
@@ -173,8 +239,7 @@ def _official_normalize(extraction: str, choices, qtype: str, atype: str, places
             return choices[options.index(text)]
         if not choices:
             return text
-        probe = text[:300]
-        distances = [levenshtein(probe, c[:300]) for c in choices]
+        distances = [levenshtein(text, c) for c in choices]
         return choices[distances.index(min(distances))]
     try:
         if atype == "integer":

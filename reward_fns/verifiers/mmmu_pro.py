@@ -73,23 +73,23 @@ def official_parse(response: str, all_choices: list[str], index2ans: dict[str, s
     return candidates[positions.index(max(positions))], True
 
 
-def gold_letter(gt: str, info, data_source: str) -> frozenset[str]:
+def gold_letter(gt: str, info) -> frozenset[str]:
     gold = gt_letters(gt)
     if gold is None or len(gold) != 1:
         raise RecordError(
-            f"ground truth {gt!r} of record id={info.id!r} ({data_source}) is not one option letter; MMMU-Pro "
+            f"ground truth {gt!r} of MMMU-Pro record id={info.id!r} is not one option letter; MMMU-Pro "
             "answers are letters A-L — write the published 'answer' field unchanged in data prep"
         )
     if info.choices and LETTERS.index(next(iter(gold))) >= len(info.choices):
         raise RecordError(
-            f"ground truth {gt!r} of record id={info.id!r} ({data_source}) is beyond its {len(info.choices)} "
+            f"ground truth {gt!r} of MMMU-Pro record id={info.id!r} is beyond its {len(info.choices)} "
             "choices; data prep must pass all options (flatten a single nested options list)"
         )
     return gold
 
 
-def verify(response: str, gt: str, info, mode: str, data_source: str = "mmmu_pro") -> Verdict:
-    gold = gold_letter(gt, info, data_source)
+def verify(response: str, gt: str, info, mode: str) -> Verdict:
+    gold = gold_letter(gt, info)
     n = _letter_count(gold, info)
     if mode == "official":
         all_choices = [LETTERS[i] for i in range(min(n, 26))]
