@@ -89,8 +89,8 @@ care_prepare() {  # care_prepare STEM... (data files $DATA_DIR/STEM.parquet); se
   # 1. GPUs
   if [ "$DRY_RUN" != 1 ] && [ -z "${RAY_ADDRESS:-}" ]; then
     found="$(care_count_gpus)"
-    [ "$found" -ge "$NGPUS" ] || care_die "$(basename "$0") needs $NGPUS GPU(s) per node (NGPUS=$NGPUS), $found visible \
-(nvidia-smi, CUDA_VISIBLE_DEVICES).
+    [ "$found" -ge "$NGPUS" ] || care_die "$(basename "$0") needs $NGPUS GPU(s) per node (NGPUS=$NGPUS), \
+$found visible (nvidia-smi, CUDA_VISIBLE_DEVICES).
   Run it on a GPU node; for fewer or smaller GPUs set NGPUS / TP / MICRO_UPDATE / MICRO_LOGPROB / OFFLOAD=1
   (docs/run_scripts.md); DRY_RUN=1 only composes and prints the config (no GPU needed);
   bash run_scripts/cpu_smoke.sh runs the trainer on CPU with a tiny model."
@@ -120,7 +120,8 @@ care_prepare() {  # care_prepare STEM... (data files $DATA_DIR/STEM.parquet); se
   only="$(IFS=,; echo "${missing[*]}")"
   if [ "$DRY_RUN" = 1 ]; then
     for stem in "${missing[@]}"; do echo "[care] DRY_RUN: missing data file $DATA_DIR/$stem.parquet (not fetched)"; done
-    echo "[care] DRY_RUN: a real run prepares them with: $PY -m data_prep.all --out $DATA_DIR --only $only $DATA_PREP_ARGS"
+    echo "[care] DRY_RUN: a real run prepares them with:" \
+      "$PY -m data_prep.all --out $DATA_DIR --only $only $DATA_PREP_ARGS"
     return 0
   fi
   care_log "preparing missing data files: $only"
@@ -135,7 +136,8 @@ care_prepare() {  # care_prepare STEM... (data files $DATA_DIR/STEM.parquet); se
 }
 
 care_hydra_dir() {  # hydra's own output goes with the run (a dry run writes nothing there)
-  if [ "$DRY_RUN" = 1 ]; then echo "${TMPDIR:-/tmp}/care-dry-run-hydra"; else echo "$RUN_DIR/hydra/$(date +%Y%m%d-%H%M%S)"; fi
+  if [ "$DRY_RUN" = 1 ]; then echo "${TMPDIR:-/tmp}/care-dry-run-hydra"
+  else echo "$RUN_DIR/hydra/$(date +%Y%m%d-%H%M%S)"; fi
 }
 
 care_launch() {  # care_launch CMD... (after care_prepare; needs RUN_DIR, EXPERIMENT_NAME)

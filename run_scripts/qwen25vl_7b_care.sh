@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# CARE on Qwen2.5-VL-7B-Instruct: Geometry3K train, validated on Geometry3K test every 5 steps, with the training
-# recipe of recipe_care/config/care_trainer.yaml (the authors' hyper-parameters: G=8, 512 prompts per step, lr 1e-6,
-# KL loss, dual-clip PPO, 15 epochs) on 1 node x 8 x 80 GB. Below: every setting that differs from that yaml.
+# CARE on Qwen2.5-VL-7B-Instruct: Geometry3K train, validated on Geometry3K test, with the training recipe of
+# recipe_care/config/care_trainer.yaml (the authors' hyper-parameters, commented there) on 1 node x 8 x 80 GB.
+# Below: every setting that differs from that yaml.
 # Its GRPO baseline, qwen25vl_7b_grpo.sh, is this call with the estimator and RGR changed, nothing else.
 #
 #   bash run_scripts/qwen25vl_7b_care.sh                          # install/prepare what is missing, preflight, train
@@ -18,7 +18,8 @@
 #       ACTOR_MAX_TOKENS / LOGPROB_MAX_TOKENS set them directly); docs/run_scripts.md, "Memory", has the arithmetic
 #   FUSED_KERNELS [0] (1 disables the hidden-state embeddings, which CARE here requires)
 #   MAX_PROMPT_LENGTH [4096] (image tokens included)  MAX_RESPONSE_LENGTH [2048]  MIN_PIXELS [262144]
-#   MAX_PIXELS [4194304]  WANDB [0]  LOGGER []  DRY_RUN [0]  PYTHON []  DATA_PREP_ARGS []
+#   MAX_PIXELS [4194304]  WANDB [0]  LOGGER (trainer.logger list; default from WANDB)  DRY_RUN [0]
+#   PYTHON  DATA_PREP_ARGS (docs/run_scripts.md)
 #   Set only to change care_trainer.yaml's value: ROLLOUT_BATCH (data.train_batch_size)
 #       MINI_BATCH (actor.ppo_mini_batch_size)  TOTAL_EPOCHS  SAVE_FREQ  MAX_CKPT_TO_KEEP  FORMAT_WEIGHT
 #   8 x 40-48 GB: OFFLOAD=1 MICRO_UPDATE=2 MICRO_LOGPROB=4 GPU_MEM_UTIL=0.5
