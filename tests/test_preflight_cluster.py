@@ -18,6 +18,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import recipe_care
+from recipe_care import preflight
+from recipe_care.main import cluster_preflight
 from recipe_care.preflight import NodeReport, PreflightError, check_cluster, check_node_gpus, ray_init_kwargs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,12 +52,23 @@ def test_gpu_check_passes_a_full_cluster_and_skips_cpu_runs():
 
 
 def test_multi_node_run_without_a_cluster_address_is_refused(monkeypatch):
-    from recipe_care.main import cluster_preflight
-
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     with pytest.raises(PreflightError, match=r"trainer.nnodes=2 needs a running Ray cluster.*RAY_ADDRESS"):
         cluster_preflight(_compose(["trainer.nnodes=2"]))
     assert cluster_preflight(_compose()) is None  # one node, no address: verl starts its own Ray instance
+
+
+def test_cli_checks_the_cluster_with_what_the_run_scripts_ship(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(preflight, "check_cluster", lambda kwargs, **kw: calls.append((kwargs, kw)) or "cluster ok")
+    assert preflight.main(["--cluster", "auto", "--nnodes", "2", "--gpus-per-node", "8"]) == 0
+    assert preflight.main(["--cluster", "10.0.0.1:6379", "--no-ship"]) == 0
+    (shipped, kw), (bare, kw_bare) = calls
+    assert shipped == {"address": "auto", "runtime_env": preflight.recipe_runtime_env()} and kw == {
+        "nnodes": 2, "gpus_per_node": 8}
+    assert shipped["runtime_env"]["py_modules"] == [str(REPO / "recipe_care"), str(REPO / "reward_fns")]
+    assert bare == {"address": "10.0.0.1:6379", "runtime_env": {}} and kw_bare == {"nnodes": 1, "gpus_per_node": 0}
+    assert "[preflight] cluster ok" in capsys.readouterr().out
 
 
 # --- a local multi-node cluster ------------------------------------------------------------------------------------
@@ -107,7 +120,8 @@ def test_a_node_without_the_plugin_fails_loudly_and_shipping_the_recipe_fixes_it
     ])
     kwargs = ray_init_kwargs(config)
     assert kwargs["runtime_env"]["env_vars"]["VERL_USE_EXTERNAL_MODULES"] == "recipe_care._verl_plugin"
-    report = check_cluster(kwargs, nnodes=2, gpus_per_node=1)
+    assert kwargs["runtime_env"]["env_vars"]["TOKENIZERS_PARALLELISM"] == "true"  # verl's own defaults, merged
+    report = cluster_preflight(config)  # what recipe_care.main runs before verl starts
     assert report.count(": ok (1 GPU(s); 'care' registered, patches applied, verifiers ok") == 2, report
     worker_line = next(line for line in report.splitlines() if f"(id {bad_id[:12]})" in line)
     assert "runtime_resources/py_modules_files" in worker_line  # the shipped copy, not the stale one
