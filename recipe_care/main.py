@@ -1,8 +1,9 @@
 """The recipe's entry point: ``python -m recipe_care.main [hydra overrides]``.
 
 It composes ``recipe_care/config/care_trainer.yaml`` (verl's ``ppo_trainer`` plus CARE, RGR, the verifiers and the
-legacy trainer), checks the plugin (``recipe_care.preflight``), validates the CARE/RGR sections, and hands the
-config to verl's own ``verl.trainer.main_ppo.main`` — no copy of verl's training loop.
+legacy trainer), checks the plugin (``recipe_care.preflight``), validates the CARE/RGR sections, checks every node of
+the Ray cluster when the run connects to one, and hands the config to verl's own ``verl.trainer.main_ppo.main`` — no
+copy of verl's training loop.
 
 ``CARE_DRY_RUN=1`` composes and validates the full config (verl's ``validate_config`` included), prints it as YAML and
 exits without starting Ray or touching a GPU.
@@ -18,13 +19,20 @@ from omegaconf import DictConfig, OmegaConf
 
 
 def validate_recipe_config(config: DictConfig) -> None:
-    """Build the CARE/RGR dataclasses (unknown keys and bad values raise) and check the trainer choice."""
+    """Build the CARE/RGR dataclasses (unknown keys and bad values raise) and check the trainer choice; a run that
+    asks for hidden-state embeddings (``algorithm.care.similarity=hidden``) with a config that cannot pool them
+    (fused kernels, a non-FSDP actor) is refused here rather than at the first training step."""
     from recipe_care.config import CareConfig, RgrConfig
+    from recipe_care.embedding_patch import unsupported_reason
 
-    CareConfig.from_omegaconf(config.algorithm.get("care"))
+    care = CareConfig.from_omegaconf(config.algorithm.get("care"))
     RgrConfig.from_omegaconf(config.algorithm.get("rgr"))
-    if config.algorithm.adv_estimator == "care" and config.trainer.get("use_v1", True):
-        raise ValueError("algorithm.adv_estimator=care needs verl's legacy trainer: set trainer.use_v1=False")
+    if config.algorithm.adv_estimator == "care":
+        if config.trainer.get("use_v1", True):
+            raise ValueError("algorithm.adv_estimator=care needs verl's legacy trainer: set trainer.use_v1=False")
+        reason = unsupported_reason(config) if care.similarity == "hidden" else None
+        if reason:
+            raise ValueError(f"algorithm.care.similarity=hidden cannot work with this config: {reason}")
 
 
 def dry_run(config: DictConfig) -> str:
@@ -37,9 +45,31 @@ def dry_run(config: DictConfig) -> str:
     return OmegaConf.to_yaml(config, resolve=True)
 
 
+def cluster_preflight(config: DictConfig) -> str | None:
+    """Before verl starts: on a Ray cluster (``ray_kwargs.ray_init.address`` or ``RAY_ADDRESS``) check every alive
+    node with the runtime_env verl will use (``recipe_care.preflight.check_cluster``); ``trainer.nnodes > 1``
+    without a cluster address is refused (verl would start a one-node Ray instance and wait for the others).
+    Returns the report, or None for a run that starts its own single-node Ray instance (its workers share this
+    machine and this environment, which ``check_plugin`` checked)."""
+    from recipe_care.preflight import PreflightError, check_cluster, cluster_address, ray_init_kwargs
+
+    nnodes = int(config.trainer.nnodes)
+    address = cluster_address(config)
+    if not address:
+        if nnodes > 1:
+            raise PreflightError(
+                f"trainer.nnodes={nnodes} needs a running Ray cluster: start the head and the workers "
+                "(docs/run_scripts.md, 'Several nodes') and pass its address (RAY_ADDRESS=<head>:6379, or "
+                "ray_kwargs.ray_init.address=...)"
+            )
+        return None
+    gpus = int(config.trainer.n_gpus_per_node) if config.trainer.get("device", "cuda") != "cpu" else 0
+    return check_cluster(ray_init_kwargs(config), nnodes=nnodes, gpus_per_node=gpus)
+
+
 @hydra.main(config_path="config", config_name="care_trainer", version_base=None)
 def main(config: DictConfig) -> None:
-    from recipe_care.preflight import check_plugin
+    from recipe_care.preflight import PreflightError, check_plugin
 
     print(f"[care] {check_plugin()}", flush=True)
     if os.environ.get("CARE_DRY_RUN", "0") == "1":
@@ -47,6 +77,13 @@ def main(config: DictConfig) -> None:
         print("[care] dry run: config composed and validated; nothing was launched", flush=True)
         return
     validate_recipe_config(config)
+    try:
+        report = cluster_preflight(config)
+    except PreflightError as err:
+        print(f"[preflight] FAILED {err}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    if report:
+        print("[preflight] " + report.replace("\n", "\n[preflight] "), flush=True)
     from verl.trainer.main_ppo import main as verl_main
 
     verl_main(config)  # hydra.main passes a composed config straight through

@@ -1,33 +1,109 @@
 #!/usr/bin/env bash
-# CARE on Qwen2.5-VL-7B-Instruct, trained on Geometry3K (train), validated on Geometry3K (test) every 5 steps, with
-# the authors' hyper-parameters (care-algorithm.md §4): G=8, 512 prompts per step, 128-prompt mini-batches, lr 1e-6,
-# KL loss low_var_kl 0.01, dual-clip 0.2 / 0.3 / 3.0, token-mean, 15 epochs, vLLM TP=2, 1 node x 8 x 80 GB.
-# The GRPO baseline (qwen25vl_7b_grpo.sh) shares every setting but the estimator and RGR (run_scripts/_common.sh).
+# CARE on Qwen2.5-VL-7B-Instruct: Geometry3K train, validated on Geometry3K test, with the training recipe of
+# recipe_care/config/care_trainer.yaml (the authors' hyper-parameters, commented there) on 1 node x 8 x 80 GB.
+# Below: every setting that differs from that yaml.
+# Its GRPO baseline, qwen25vl_7b_grpo.sh, is this call with the estimator and RGR changed, nothing else.
 #
-#   bash run_scripts/qwen25vl_7b_care.sh                       # installs / prepares what is missing, preflight, train
-#   DRY_RUN=1 bash run_scripts/qwen25vl_7b_care.sh             # compose + validate + print the config (no GPU)
+#   bash run_scripts/qwen25vl_7b_care.sh                          # install/prepare what is missing, preflight, train
+#   DRY_RUN=1 bash run_scripts/qwen25vl_7b_care.sh                # compose, validate and print the config (no GPU)
 #   bash run_scripts/qwen25vl_7b_care.sh trainer.total_epochs=1   # extra arguments: hydra overrides, applied last
+#   NNODES=2 RAY_ADDRESS=10.0.0.1:6379 bash run_scripts/qwen25vl_7b_care.sh   # a Ray cluster you started
 #
-# Environment (defaults in brackets):
-#   MODEL_PATH [Qwen/Qwen2.5-VL-7B-Instruct]   EXPERIMENT_NAME [qwen25vl_7b_care]   PROJECT_NAME [care_geo3k]
-#   DATA_DIR [$HOME/data/care]  OUTPUT_DIR [<repo>/outputs]: run folder $OUTPUT_DIR/$EXPERIMENT_NAME with
-#       checkpoints/, validation/ (generations of every validation), metrics.jsonl, console.log, hydra/
-#   WANDB [0] (1: also log to wandb)  LOGGER (explicit list)  DRY_RUN [0]  PYTHON  DATA_PREP_ARGS
-#   Training: ROLLOUT_BATCH [512] prompts/step  MINI_BATCH [128] prompts  TOTAL_EPOCHS [15]  SAVE_FREQ [20]
-#       MAX_CKPT_TO_KEEP [3]  MAX_PROMPT_LENGTH [4096] (image tokens included)  MAX_RESPONSE_LENGTH [2048]
-#       MIN_PIXELS [262144]  MAX_PIXELS [4194304]  FORMAT_WEIGHT [0.1] (score = 0.9 acc + 0.1 format)
-#   Hardware: NGPUS [8]  NNODES [1]  TP [2]  GPU_MEM_UTIL [0.6]  MICRO_UPDATE [4]  MICRO_LOGPROB [16]
-#       ACTOR_MAX_TOKENS / LOGPROB_MAX_TOKENS (token budgets per GPU; default MICRO_x * 4096, >= prompt + response)
-#       OFFLOAD [0]  FUSED_KERNELS [True]
-#   Smaller GPUs, e.g. 8 x 40-48 GB:  OFFLOAD=1 MICRO_UPDATE=2 MICRO_LOGPROB=8 GPU_MEM_UTIL=0.5
-#                      4 x 80 GB:     NGPUS=4 (same global batch; fewer sequences in flight per step)
+# Environment [default] (docs/run_scripts.md explains each):
+#   MODEL_PATH [Qwen/Qwen2.5-VL-7B-Instruct]  EXPERIMENT_NAME [qwen25vl_7b_care]  PROJECT_NAME [care_geo3k]
+#   DATA_DIR [$HOME/data/care]  OUTPUT_DIR [<repo>/outputs]: run folder $OUTPUT_DIR/$EXPERIMENT_NAME
+#   NGPUS [8] GPUs per node  NNODES [1]  RAY_ADDRESS [] the head's <ip>:6379 (or auto), needed for NNODES > 1
+#   TP [2] vLLM tensor parallel  GPU_MEM_UTIL [0.6] vLLM's share of each GPU  OFFLOAD [0] actor params + optimizer
+#   MICRO_UPDATE [4]  MICRO_LOGPROB [6]: token budgets per GPU, MICRO_x * 4096 tokens (at least one prompt + response;
+#       ACTOR_MAX_TOKENS / LOGPROB_MAX_TOKENS set them directly); docs/run_scripts.md, "Memory", has the arithmetic
+#   FUSED_KERNELS [0] (1 disables the hidden-state embeddings, which CARE here requires)
+#   MAX_PROMPT_LENGTH [4096] (image tokens included)  MAX_RESPONSE_LENGTH [2048]  MIN_PIXELS [262144]
+#   MAX_PIXELS [4194304]  WANDB [0]  LOGGER (trainer.logger list; default from WANDB)  DRY_RUN [0]
+#   PYTHON  DATA_PREP_ARGS (docs/run_scripts.md)
+#   Set only to change care_trainer.yaml's value: ROLLOUT_BATCH (data.train_batch_size)
+#       MINI_BATCH (actor.ppo_mini_batch_size)  TOTAL_EPOCHS  SAVE_FREQ  MAX_CKPT_TO_KEEP  FORMAT_WEIGHT
+#   8 x 40-48 GB: OFFLOAD=1 MICRO_UPDATE=2 MICRO_LOGPROB=4 GPU_MEM_UTIL=0.5
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 
 MODEL_PATH="${MODEL_PATH:-Qwen/Qwen2.5-VL-7B-Instruct}"
 EXPERIMENT_NAME="${EXPERIMENT_NAME:-qwen25vl_7b_care}"
-IMAGE_PATCH_SIZE=14   # Qwen2.5-VL vision patch
-ESTIMATOR=care
-RGR=True
+PROJECT_NAME="${PROJECT_NAME:-care_geo3k}"
+DATA_DIR="${DATA_DIR:-$HOME/data/care}"
+OUTPUT_DIR="${OUTPUT_DIR:-$CARE_REPO/outputs}"
+RUN_DIR="$OUTPUT_DIR/$EXPERIMENT_NAME"
+NGPUS="${NGPUS:-8}"
+NNODES="${NNODES:-1}"
+RAY_ADDRESS="${RAY_ADDRESS:-}"
+TP="${TP:-2}"
+GPU_MEM_UTIL="${GPU_MEM_UTIL:-0.6}"
+OFFLOAD="${OFFLOAD:-0}"
+MICRO_UPDATE="${MICRO_UPDATE:-4}"
+MICRO_LOGPROB="${MICRO_LOGPROB:-6}"
+FUSED_KERNELS="${FUSED_KERNELS:-0}"
+MAX_PROMPT_LENGTH="${MAX_PROMPT_LENGTH:-4096}"
+MAX_RESPONSE_LENGTH="${MAX_RESPONSE_LENGTH:-2048}"
+MIN_PIXELS="${MIN_PIXELS:-262144}"
+MAX_PIXELS="${MAX_PIXELS:-4194304}"
+WANDB="${WANDB:-0}"
+care_int NGPUS NNODES TP MICRO_UPDATE MICRO_LOGPROB MAX_PROMPT_LENGTH MAX_RESPONSE_LENGTH MIN_PIXELS MAX_PIXELS
+care_int_if_set ROLLOUT_BATCH MINI_BATCH TOTAL_EPOCHS
+care_bool OFFLOAD FUSED_KERNELS WANDB
+LOGGER="${LOGGER:-$([ "$(care_bool WANDB)" = True ] && echo "[console,file,wandb]" || echo "[console,file]")}"
+MAX_LEN=$((MAX_PROMPT_LENGTH + MAX_RESPONSE_LENGTH))
+ACTOR_MAX_TOKENS="${ACTOR_MAX_TOKENS:-$((MICRO_UPDATE * 4096 > MAX_LEN ? MICRO_UPDATE * 4096 : MAX_LEN))}"
+LOGPROB_MAX_TOKENS="${LOGPROB_MAX_TOKENS:-$((MICRO_LOGPROB * 4096 > MAX_LEN ? MICRO_LOGPROB * 4096 : MAX_LEN))}"
 
-care_train "$@"
+care_prepare geometry3k_train geometry3k_test
+
+care_launch "$PY" -m recipe_care.main \
+    algorithm.adv_estimator=care \
+    algorithm.rgr.enable=True \
+    algorithm.care.similarity=hidden \
+    data.train_files="$(care_list "$DATA_DIR/geometry3k_train.parquet")" \
+    data.val_files="$(care_list "$DATA_DIR/geometry3k_test.parquet")" \
+    data.max_prompt_length="$MAX_PROMPT_LENGTH" \
+    data.max_response_length="$MAX_RESPONSE_LENGTH" \
+    data.filter_overlong_prompts=True \
+    ++data.mm_processor_kwargs.min_pixels="$MIN_PIXELS" \
+    ++data.mm_processor_kwargs.max_pixels="$MAX_PIXELS" \
+    actor_rollout_ref.model.path="$MODEL_PATH" \
+    actor_rollout_ref.model.use_remove_padding=True \
+    actor_rollout_ref.model.enable_gradient_checkpointing=True \
+    actor_rollout_ref.model.use_fused_kernels="$(care_bool FUSED_KERNELS)" \
+    actor_rollout_ref.actor.strategy=fsdp2 \
+    actor_rollout_ref.actor.use_dynamic_bsz=True \
+    actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu="$MICRO_UPDATE" \
+    actor_rollout_ref.actor.ppo_max_token_len_per_gpu="$ACTOR_MAX_TOKENS" \
+    actor_rollout_ref.actor.entropy_from_logits_with_chunking=True \
+    actor_rollout_ref.actor.fsdp_config.param_offload="$(care_bool OFFLOAD)" \
+    actor_rollout_ref.actor.fsdp_config.optimizer_offload="$(care_bool OFFLOAD)" \
+    actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu="$MICRO_LOGPROB" \
+    actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu="$LOGPROB_MAX_TOKENS" \
+    actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu="$MICRO_LOGPROB" \
+    actor_rollout_ref.ref.log_prob_max_token_len_per_gpu="$LOGPROB_MAX_TOKENS" \
+    actor_rollout_ref.ref.fsdp_config.param_offload=True \
+    actor_rollout_ref.rollout.name=vllm \
+    actor_rollout_ref.rollout.tensor_model_parallel_size="$TP" \
+    actor_rollout_ref.rollout.gpu_memory_utilization="$GPU_MEM_UTIL" \
+    actor_rollout_ref.rollout.max_model_len="$MAX_LEN" \
+    actor_rollout_ref.rollout.enable_chunked_prefill=False \
+    actor_rollout_ref.rollout.multi_stage_wake_up=True \
+    ${ROLLOUT_BATCH:+data.train_batch_size="$ROLLOUT_BATCH"} \
+    ${MINI_BATCH:+actor_rollout_ref.actor.ppo_mini_batch_size="$MINI_BATCH"} \
+    ${TOTAL_EPOCHS:+trainer.total_epochs="$TOTAL_EPOCHS"} \
+    ${SAVE_FREQ:+trainer.save_freq="$SAVE_FREQ"} \
+    ${MAX_CKPT_TO_KEEP:+trainer.max_actor_ckpt_to_keep="$MAX_CKPT_TO_KEEP"} \
+    ${FORMAT_WEIGHT:+reward.custom_reward_function.reward_kwargs.format_weight="$FORMAT_WEIGHT"} \
+    trainer.n_gpus_per_node="$NGPUS" \
+    trainer.nnodes="$NNODES" \
+    ${RAY_ADDRESS:+ray_kwargs.ray_init.address="$RAY_ADDRESS"} \
+    ray_kwargs.ray_init.runtime_env.py_modules="$(care_list "$CARE_REPO/recipe_care" "$CARE_REPO/reward_fns")" \
+    ++ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH="${VERL_FILE_LOGGER_PATH:-$RUN_DIR/metrics.jsonl}" \
+    trainer.logger="$LOGGER" \
+    trainer.project_name="$PROJECT_NAME" \
+    trainer.experiment_name="$EXPERIMENT_NAME" \
+    trainer.default_local_dir="$RUN_DIR/checkpoints" \
+    trainer.validation_data_dir="$RUN_DIR/validation" \
+    hydra.run.dir="$(care_hydra_dir)" \
+    "$@"
