@@ -3,7 +3,8 @@ and the whole fixture suite gives the same verdicts inside a thread pool (verl c
 math-verify's own signal-based timeout would raise there).
 
 Time is measured as the calling thread's CPU time (``time.thread_time``): the test machine is shared, and wall
-time under load says nothing about the verifier. The bound enforced inside is ``SYMPY_BUDGET_S`` of CPU for all
+time under load says nothing about the verifier; the garbage collector is paused around the timed call
+(``conftest.cpu_seconds``), since a full collection of the suite's heap is not the input's cost. The bound enforced inside is ``SYMPY_BUDGET_S`` of CPU for all
 sympy work of one call, plus linear-time string handling.
 """
 
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 import random
 import string
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from conftest import cpu_seconds
 from test_reward_records import (
     GARBAGE,
     NO_ANSWER,
@@ -51,9 +52,7 @@ MODES = ["train", "official"]
 
 
 def _timed(*args, **kwargs):
-    start = time.thread_time()
-    result = compute_score(*args, **kwargs)
-    return result, time.thread_time() - start
+    return cpu_seconds(compute_score, *args, **kwargs)
 
 
 def _check_shape(result):
