@@ -4,8 +4,8 @@ math-verify's own signal-based timeout would raise there).
 
 Time is measured as the calling thread's CPU time (``time.thread_time``): the test machine is shared, and wall
 time under load says nothing about the verifier; the garbage collector is paused around the timed call
-(``conftest.cpu_seconds``), since a full collection of the suite's heap is not the input's cost. The bound enforced inside is ``SYMPY_BUDGET_S`` of CPU for all
-sympy work of one call, plus linear-time string handling.
+(``conftest.cpu_seconds``), since a full collection of the suite's heap is not the input's cost. The bound enforced
+inside is ``SYMPY_BUDGET_S`` of CPU for all sympy work of one call, plus linear-time string handling.
 """
 
 from __future__ import annotations
