@@ -33,6 +33,7 @@ from reward_fns.verifiers import (
     mathvision,
     mathvista,
     mmmu_pro,
+    synthetic_shapes,
     wemath,
 )
 
@@ -64,6 +65,7 @@ DATA_SOURCES: Mapping[str, Verifier] = MappingProxyType(
         "mathvision_testmini": mathvision.verify,
         "wemath_testmini": wemath.verify,
         "logicvista_test": logicvista.verify,
+        "synthetic_shapes": synthetic_shapes.verify,  # the CPU learning run's task (recipe_care.testing.shapes_task)
     }
 )
 assert tuple(DATA_SOURCES) == schema.DATA_SOURCES, "reward_fns.DATA_SOURCES and schema.DATA_SOURCES disagree"

@@ -46,6 +46,7 @@ DATA_SOURCES: tuple[str, ...] = (
     "mathvision_testmini",
     "wemath_testmini",
     "logicvista_test",
+    "synthetic_shapes",  # the CPU learning run's task (recipe_care.testing.shapes_task)
 )
 
 QUESTION_TYPES: tuple[str, ...] = ("multi_choice", "free_form")
