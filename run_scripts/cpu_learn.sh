@@ -10,7 +10,7 @@
 # for all runs in the folder: outputs/cpu_learn/summary.md and curves.png.
 #
 #   SEEDS       seeds to run (default: 0); a seed sets the task items, the model init, the warm start and verl's seeds
-#   STEPS       RL steps per run (default: 60)
+#   STEPS       RL steps per run (default: 80)
 #   ESTIMATORS  estimators to run (default: "care grpo"); RGR is on for care, off for grpo (as in the GPU scripts)
 #   VAL_EVERY   validation period in steps (default: 10; validation also runs at step 0, before any update)
 #   N_TRAIN, N_VAL  task items (default: 8 * STEPS, i.e. every training prompt is new, and 128)
@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$CARE_REPO"
 
 SEEDS="${SEEDS:-0}"
-STEPS="${STEPS:-60}"
+STEPS="${STEPS:-80}"
 ESTIMATORS="${ESTIMATORS:-care grpo}"
 VAL_EVERY="${VAL_EVERY:-10}"
 N_TRAIN="${N_TRAIN:-$((8 * STEPS))}"
@@ -93,7 +93,7 @@ for seed in $SEEDS; do
       # actor: FSDP2 on CPU in fp32; a tiny model needs a learning rate far above the 7B recipe's 1e-6;
       # two PPO mini-batches of 4 prompts x 8 samples per step, one micro-batch each
       actor_rollout_ref.actor.strategy=fsdp2
-      actor_rollout_ref.actor.optim.lr=3e-4
+      actor_rollout_ref.actor.optim.lr=1e-3
       actor_rollout_ref.actor.optim.weight_decay=0.0
       actor_rollout_ref.actor.ppo_mini_batch_size=4
       actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=32
@@ -115,10 +115,12 @@ for seed in $SEEDS; do
       actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=64
       actor_rollout_ref.rollout.agent.num_workers=1
       actor_rollout_ref.rollout.checkpoint_engine.backend=naive
-      # reward: the project's verifiers (data_source synthetic_shapes), acc only
+      # reward: the project's verifiers (data_source synthetic_shapes), 0.9 * acc + 0.1 * format as in the GPU
+      # scripts (without it the format decays at this learning rate); CARE calls a rollout correct by acc alone
       reward.num_workers=1
       reward.custom_reward_function.path=pkg://reward_fns
       reward.custom_reward_function.name=compute_score
+      +reward.custom_reward_function.reward_kwargs.format_weight=0.1
       # RGR (care only): one batched repair generation per step, short answers
       algorithm.rgr.enable="$rgr"
       algorithm.rgr.max_tokens=8
@@ -139,6 +141,8 @@ for seed in $SEEDS; do
       +ray_kwargs.ray_init.num_gpus=1
       ray_kwargs.ray_init.num_cpus=8
       +ray_kwargs.ray_init.include_dashboard=False
+      # always a fresh local cluster of our own, even when another Ray cluster runs on the machine
+      +ray_kwargs.ray_init.address=local
       hydra.run.dir="$run_dir/hydra"
     )
     echo "[cpu_learn] $run: estimator=$estimator rgr=$rgr steps=$STEPS val_every=$VAL_EVERY"

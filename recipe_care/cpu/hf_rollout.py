@@ -249,8 +249,6 @@ class HFCPUServer:
                     for request, result in zip(group, results):
                         if not request.future.done():
                             request.future.set_result(result)
-                    if os.environ.get("CARE_HFCPU_DEBUG"):
-                        print(f"[hfcpu] batch of {len(group)}", flush=True)
                     self.batch_stats["batches"] += 1
                     self.batch_stats["requests"] += len(group)
                     self.batch_stats["max_batch"] = max(self.batch_stats["max_batch"], len(group))
