@@ -34,7 +34,9 @@ def _check_batching():
 
     async def many(params, idx):
         return await asyncio.gather(*[
-            server.generate(prompt_ids=prompts[i], sampling_params=dict(params), request_id=str(i), image_data=[images[i]])
+            server.generate(
+                prompt_ids=prompts[i], sampling_params=dict(params), request_id=str(i), image_data=[images[i]]
+            )
             for i in idx
         ])
 
@@ -90,7 +92,8 @@ def test_concurrent_requests_share_one_generate_and_match_single_requests(tmp_pa
     model = build_tiny_qwen25vl(tmp_path / "vl")
     env = dict(os.environ, CARE_CPU_BACKEND="1", VERL_PLATFORM="cpu", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", TINY_VL=str(model))
-    code = f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); import test_hfcpu_batching as t; t._check_batching()"
+    tests = str(REPO / "tests")
+    code = f"import sys; sys.path.insert(0, {tests!r}); import test_hfcpu_batching as t; t._check_batching()"
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])

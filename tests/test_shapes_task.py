@@ -49,7 +49,8 @@ def test_the_answer_is_in_the_image_only():
         img = Image.open(io.BytesIO(it.png)).convert("RGB")
         assert img.size == (shapes_task.IMAGE_SIZE, shapes_task.IMAGE_SIZE)
         pixel = max(img.getdata(), key=lambda p: max(p) - min(p))
-        nearest = min(shapes_task.COLOURS, key=lambda c: sum((a - b) ** 2 for a, b in zip(shapes_task.COLOURS[c], pixel)))
+        colours = shapes_task.COLOURS
+        nearest = min(colours, key=lambda c: sum((a - b) ** 2 for a, b in zip(colours[c], pixel)))
         assert nearest == it.colour
     blank = [shapes_task.to_row(it, 0, blank=True) for it in train]
     assert len({(json.dumps(r["prompt"]), r["images"][0]["bytes"]) for r in blank}) == 1
@@ -94,7 +95,8 @@ def test_verifier_scores_letters_and_option_texts_like_the_benchmarks():
 
 def test_curves_one_row_per_validation_with_window_means(tmp_path):
     lines = [
-        {"step": 0, "data": {"val-core/synthetic_shapes/acc/mean@1": 0.25, "val-aux/synthetic_shapes/format/mean@1": 1}},
+        {"step": 0, "data": {"val-core/synthetic_shapes/acc/mean@1": 0.25,
+                             "val-aux/synthetic_shapes/format/mean@1": 1}},
         {"step": 1, "data": {"critic/score/mean": 0.2, "care/acc_mean": 0.2, "rgr/triggered": 3, "timing_s/step": 2.0}},
         {"step": 2, "data": {"critic/score/mean": 0.4, "care/acc_mean": 0.4, "rgr/triggered": 1, "timing_s/step": 4.0,
                              "rgr/passed": 1, "val-core/synthetic_shapes/acc/mean@1": 0.5,

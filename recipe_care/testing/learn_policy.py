@@ -47,7 +47,11 @@ def _corpus() -> list[str]:
     return [
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n",
         f"<|im_start|>user\n{shapes_task.question_body()}\n\n{INSTRUCTION}<|im_end|>\n",
-        *[f"<|im_start|>assistant\n<think>{p}</think><answer>{x}</answer><|im_end|>\n" for p in THINK_PHRASES for x in "ABCD"],
+        *[
+            f"<|im_start|>assistant\n<think>{p}</think><answer>{x}</answer><|im_end|>\n"
+            for p in THINK_PHRASES
+            for x in "ABCD"
+        ],
         cue,
         "A B C D red green blue yellow circle square triangle",
     ]
@@ -198,8 +202,8 @@ def _sft_batch(pool: _PromptPool, idx: list[int], rng, tok):
 
 def _settings(base: Path, steps: int, batch: int, lr: float, seed: int, pool_size: int) -> dict:
     base_info = json.loads((base / ".care_tiny_model.json").read_text())
-    return {"version": BUILD_VERSION, "task": shapes_task.DATA_VERSION, "base": base_info, "steps": steps, "batch": batch, "lr": lr, "seed": seed,
-            "pool": pool_size, "phrases": list(THINK_PHRASES)}
+    return {"version": BUILD_VERSION, "task": shapes_task.DATA_VERSION, "base": base_info, "steps": steps,
+            "batch": batch, "lr": lr, "seed": seed, "pool": pool_size, "phrases": list(THINK_PHRASES)}
 
 
 def warm_start(base_dir, out_dir, *, steps: int = 200, batch: int = 16, lr: float = 3e-3, seed: int = 0,
