@@ -177,10 +177,10 @@ def plot(runs: list[tuple[dict, list[dict]]], path) -> None:
     colours = {"care": "tab:red", "grpo": "tab:blue"}
     styles = ["-", "--", ":", "-."]
     fig, (ax_acc, ax_rew) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
-    seeds = sorted({str(info.get("seed")) for info, _ in runs})
+    keys = sorted({(str(info.get("seed")), str(info.get("variant", ""))) for info, _ in runs})
     for info, rows in runs:
         colour = colours.get(info["estimator"], "tab:gray")
-        style = styles[seeds.index(str(info.get("seed"))) % len(styles)]
+        style = styles[keys.index((str(info.get("seed")), str(info.get("variant", "")))) % len(styles)]
         label = f"{info['estimator']} seed {info.get('seed')}" + (f" {info['variant']}" if info.get("variant") else "")
         steps = [r["step"] for r in rows]
         ax_acc.plot(steps, [r["val_acc"] for r in rows], style, color=colour, marker="o", ms=3, label=label)
@@ -188,7 +188,7 @@ def plot(runs: list[tuple[dict, list[dict]]], path) -> None:
         if train:
             ax_rew.plot(*zip(*train), style, color=colour, label=label)
     chance = runs[0][0].get("chance")
-    for ax, title in ((ax_acc, "validation accuracy (held-out, greedy)"), (ax_rew, "training reward (acc)")):
+    for ax, title in ((ax_acc, "validation accuracy (held-out, greedy)"), (ax_rew, "training reward (verl score, mean since last row)")):
         if chance is not None:
             ax.axhline(chance, color="gray", lw=0.8, ls=":")
         ax.set_xlabel("RL step")
