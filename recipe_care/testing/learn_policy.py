@@ -3,13 +3,13 @@
 Step 1 (:func:`build_base`): a random ``Qwen2_5_VLForConditionalGeneration`` (text: 2 layers, hidden 64; vision: depth
 1, hidden 32; about 0.2 M parameters, the smoke model's shape) with a byte-level BPE tokenizer trained on the task's
 own text (system turn, question, the ``data_prep`` instruction, the RGR cue, the reasoning phrases), so a prompt is
-about 100 tokens instead of about 250 with the smoke tokenizer. Qwen's special tokens, chat template and a processor
+140 tokens (16 of them the image) where the smoke tokenizer needs about 300. Qwen's special tokens, chat template and a processor
 whose ``max_pixels`` makes a 112 px image 16 image tokens, all from ``recipe_care.testing.tiny_models``.
 
-Step 2 (:func:`warm_start`): a short supervised loop (plain PyTorch, AdamW) on fresh task prompts whose targets are
-``<think>P</think><answer>L</answer><|im_end|>`` with ``P`` one of :data:`THINK_PHRASES` and ``L`` a letter drawn
-uniformly **independently of the image**. It teaches the output format only: afterwards format is high and accuracy
-is at chance (:func:`evaluate` measures both with ``reward_fns.compute_score``). The prompts are encoded exactly as
+Step 2 (:func:`warm_start`): a short supervised loop (plain PyTorch, AdamW) on task prompts of its own images
+(never a train/validation item) whose targets are ``<think>P</think><answer>L</answer><|im_end|>`` with ``P`` one of :data:`THINK_PHRASES` and ``L`` a letter drawn
+uniformly **independently of the image**. It teaches the output format only: afterwards greedy validation gives
+format 1.0 and accuracy 0.25 (the step-0 validation of every ``cpu_learn.sh`` run). The prompts are encoded exactly as
 verl's ``RLHFDataset`` + agent loop do (image part + text part, the processor's chat template,
 ``qwen_vl_utils.fetch_image``).
 
@@ -268,51 +268,6 @@ def _warm_item(seed: int, index: int) -> shapes_task.Item:
     colour = shapes_task.OPTIONS[int(rng.integers(len(shapes_task.OPTIONS)))]
     shape, png = shapes_task.render(rng, colour)
     return shapes_task.Item("warm", index, colour, shape, png)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# evaluation outside verl (checks of the warm start and of the controls)
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def generate(model, processor, pngs: list[bytes], *, greedy: bool = True, max_new_tokens: int = 24,
-             seed: int = 0) -> list[str]:
-    """Responses (special tokens other than EOS suppressed, as the CPU rollout does)."""
-    import torch
-
-    from recipe_care.cpu.hf_rollout import suppressed_token_ids
-
-    tok = processor.tokenizer
-    enc = encode_prompts(processor, pngs)
-    vocab = model.get_output_embeddings().weight.shape[0]
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=not greedy,
-                             temperature=None if greedy else 1.0, top_p=None, top_k=None,
-                             suppress_tokens=suppressed_token_ids(tok, vocab, {tok.eos_token_id}),
-                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-
-
-def evaluate(model_dir, items: list[shapes_task.Item], *, blank: bool = False, greedy: bool = True) -> dict:
-    """Accuracy and format of ``model_dir`` on ``items`` scored by ``reward_fns.compute_score``."""
-    import torch
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
-
-    from reward_fns import compute_score
-
-    processor = AutoProcessor.from_pretrained(model_dir)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32,
-                                                               attn_implementation="eager").eval()
-    pngs = [shapes_task.blank_png() if blank else it.png for it in items]
-    texts = generate(model, processor, pngs, greedy=greedy)
-    acc = fmt = 0.0
-    for it, text in zip(items, texts):
-        row = shapes_task.to_row(it, 0)
-        r = compute_score(shapes_task.DATA_SOURCE, text, it.answer, row["extra_info"])
-        acc += r["acc"]
-        fmt += r["format"]
-    return {"acc": acc / len(items), "format": fmt / len(items), "n": len(items), "examples": texts[:3]}
 
 
 def main(argv=None) -> int:
