@@ -46,6 +46,7 @@ CONTEXTS = {
     "mathvision_testmini": ("(3,-4)", {"id": "2955"}),
     "wemath_testmini": ("C", {"id": "2steps_22|2steps_1", "choices": ["E", "I", "C", "No correct answer"]}),
     "logicvista_test": ("A, C", {"id": "v1_1"}),
+    "synthetic_shapes": ("B", {"id": "shapes-0-val-1", "choices": ["red", "green", "blue", "yellow"]}),
 }
 SOURCES = list(DATA_SOURCES)
 MODES = ["train", "official"]
