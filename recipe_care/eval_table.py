@@ -9,8 +9,8 @@ Inputs (``run_scripts/eval_benchmarks.sh`` writes all three and runs this comman
 * ``--generations``: verl's validation dump (``trainer.validation_data_dir``), scored by the evaluation reward
   ``reward_fns.evaluation.compute_score`` (it adds each record's data source, which verl's dump lacks). A folder
   means its newest step, or ``--step``.
-* ``--metrics``: the ``file`` logger's JSON Lines (``VERL_FILE_LOGGER_PATH``) with ``val-core/<data_source>/acc/mean@N``.
-  Alone it gives the accuracies (no counts); with a dump it is a cross-check.
+* ``--metrics``: the ``file`` logger's JSON Lines (``VERL_FILE_LOGGER_PATH``) with
+  ``val-core/<data_source>/acc/mean@N``. Alone it gives the accuracies (no counts); with a dump it is a cross-check.
 * ``--settings``: the decoding settings (``eval_settings.json`` of the eval script; found next to the dump when not
   given). ``--temperature``, ``--top-p``, ``--top-k``, ``--n``, ``--max-response-length`` set or override them.
 
@@ -73,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[eval_table] note ({run.label}): {note}", file=sys.stderr)
         for row in summarize(run).rows:
             if not row.comparable:
-                print(f"[eval_table] note ({run.label}): {row.name} {row.note} (see the table's notes)", file=sys.stderr)
+                print(f"[eval_table] note ({run.label}): {row.name} {row.note} (see the table's notes)",
+                      file=sys.stderr)
     return 0
 
 

@@ -136,8 +136,8 @@ def test_eval_reward_keeps_the_verdict_and_tags_the_record(records):
     keys = None
     for row in records:
         text = response(row, True)
-        plain = reward_fns.compute_score(row["data_source"], text, row["reward_model"]["ground_truth"], row["extra_info"])
-        tagged = eval_reward.compute_score(row["data_source"], text, row["reward_model"]["ground_truth"], row["extra_info"])
+        args = (row["data_source"], text, row["reward_model"]["ground_truth"], row["extra_info"])
+        plain, tagged = reward_fns.compute_score(*args), eval_reward.compute_score(*args)
         assert {k: tagged[k] for k in plain} == plain
         assert tagged["eval_data_source"] == row["data_source"]
         assert tagged["eval_record_id"] == row["extra_info"]["id"]
@@ -204,7 +204,8 @@ def test_rescore_official_matches_direct_official_scoring(tmp_path, records, ver
                                        row["extra_info"], mode="official")
         official.setdefault(row["data_source"], []).append(res["acc"])
     assert any(sum(v) < len(v) for v in official.values()), "fixture no longer separates official from train scoring"
-    assert run_table("--generations", str(run / "generations"), "--rescore", "official", "--out", str(tmp_path / "o")) == 0
+    assert run_table("--generations", str(run / "generations"), "--rescore", "official",
+                     "--out", str(tmp_path / "o")) == 0
     rows = read_csv(tmp_path / "o" / "eval_table_official.csv")
     per_source = {r["data_source"]: r for r in rows if r["row"] == "data_source"}
     for ds, accs in official.items():
@@ -357,7 +358,8 @@ def test_official_wemath_in_our_format_is_not_comparable_and_shows_the_train_rul
     train = expected_by_source(records)  # the train rule reads the <answer>: the pattern's accuracy
     official = official_by_source(records, response, correct_pattern)
     assert official["wemath_testmini"] == 0.0 < train["wemath_testmini"]  # the silent zero this guards against
-    assert run_table("--generations", str(run / "generations"), "--rescore", "official", "--out", str(tmp_path / "o")) == 0
+    assert run_table("--generations", str(run / "generations"), "--rescore", "official",
+                     "--out", str(tmp_path / "o")) == 0
     rows = read_csv(tmp_path / "o" / "eval_table_official.csv")
     n_wemath = sum(1 for r in records if r["data_source"] == "wemath_testmini")
     source = next(r for r in rows if r["row"] == "data_source" and r["data_source"] == "wemath_testmini")
@@ -378,7 +380,8 @@ def test_official_wemath_in_our_format_is_not_comparable_and_shows_the_train_rul
     md = (tmp_path / "o" / "eval_table_official.md").read_text()
     line = next(x for x in md.splitlines() if x.startswith("| We-Math |"))
     assert "not comparable (official rule 0.00)" in line and f"train rule: {100 * train['wemath_testmini']:.2f}" in line
-    assert f"| **Macro average, We-Math by the train rule** | the official rule elsewhere | **{100 * expected:.2f}** |" in md
+    macro_line = "| **Macro average, We-Math by the train rule** | the official rule elsewhere |"
+    assert f"{macro_line} **{100 * expected:.2f}** |" in md
     assert "- r: We-Math:" in md and "not comparable with published We-Math numbers" in md
     # the train-rule table of the same dump has no such mark
     assert run_table("--generations", str(run / "generations"), "--out", str(tmp_path / "o")) == 0
@@ -393,7 +396,8 @@ def test_official_wemath_in_its_own_template_is_comparable(tmp_path, records, ve
     write_run(run, records, verl_writers, respond=respond)
     official = official_by_source(records, respond, correct_pattern)
     assert official["wemath_testmini"] == pytest.approx(expected_by_source(records)["wemath_testmini"])
-    assert run_table("--generations", str(run / "generations"), "--rescore", "official", "--out", str(tmp_path / "o")) == 0
+    assert run_table("--generations", str(run / "generations"), "--rescore", "official",
+                     "--out", str(tmp_path / "o")) == 0
     rows = read_csv(tmp_path / "o" / "eval_table_official.csv")
     bench = next(r for r in rows if r["row"] == "benchmark" and r["benchmark"] == "We-Math")
     assert float(bench["accuracy_pct"]) == pytest.approx(100 * official["wemath_testmini"], abs=0.005)

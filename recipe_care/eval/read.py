@@ -103,7 +103,9 @@ def read_dump(path: Path) -> list[dict[str, Any]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise EvalTableError(f"{path} line {lineno} is not JSON ({err}); the dump is truncated or corrupt") from None
+                raise EvalTableError(
+                    f"{path} line {lineno} is not JSON ({err}); the dump is truncated or corrupt"
+                ) from None
             if not isinstance(row, dict):
                 raise EvalTableError(f"{path} line {lineno} is not a JSON object")
             rows.append(row)

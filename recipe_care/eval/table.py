@@ -82,7 +82,8 @@ def summarize(run: Run) -> Summary:
     macro = None if missing or not_comparable else _mean([r.accuracy for r in rows])  # type: ignore[misc]
     macro_train_rule = None
     if not missing and not_comparable:
-        macro_train_rule = _mean([r.accuracy if r.comparable else r.train_rule_accuracy for r in rows])  # type: ignore[misc]
+        used = [r.accuracy if r.comparable else r.train_rule_accuracy for r in rows]
+        macro_train_rule = _mean(used)  # type: ignore[arg-type]
     return Summary(rows, macro, missing, not_comparable, macro_train_rule)
 
 
@@ -160,7 +161,8 @@ def render_markdown(runs: Sequence[Run]) -> str:
                 cells.append(_pct(score.accuracy) + (f" ({count})" if count else ""))
         lines.append(f"| {ds} | {BENCHMARK_OF.get(ds, '(not in the macro average)')} | " + " | ".join(cells) + " |")
 
-    lines += ["", "## Decoding and scoring", "", "| setting | " + " | ".join(labels) + " |", "|---|" + "---|" * len(runs)]
+    lines += ["", "## Decoding and scoring", "", "| setting | " + " | ".join(labels) + " |",
+              "|---|" + "---|" * len(runs)]
     keys = list(SETTING_KEYS) + sorted(
         {k for r in runs for k in r.settings if k not in SETTING_KEYS and k not in ("val_files",)}
     )
