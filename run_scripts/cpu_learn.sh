@@ -120,7 +120,7 @@ for seed in $SEEDS; do
       reward.num_workers=1
       reward.custom_reward_function.path=pkg://reward_fns
       reward.custom_reward_function.name=compute_score
-      +reward.custom_reward_function.reward_kwargs.format_weight=0.1
+      reward.custom_reward_function.reward_kwargs.format_weight=0.1
       # RGR (care only): one batched repair generation per step, short answers
       algorithm.rgr.enable="$rgr"
       algorithm.rgr.max_tokens=8
