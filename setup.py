@@ -37,6 +37,8 @@ extras_require = {
     "test": [
         "pytest>=8.0",
         "pytest-timeout==2.4.0",
+        # run_scripts/test.sh runs the suite in 2 workers
+        "pytest-xdist==3.8.0",
         "pytest-asyncio>=0.23",
         "hypothesis==6.170.15",
         # plots of the CPU learning run (recipe_care.testing.learn_curves, run_scripts/cpu_learn.sh)

@@ -155,6 +155,8 @@ overrides=(
   +ray_kwargs.ray_init.num_gpus=1
   ray_kwargs.ray_init.num_cpus=8
   +ray_kwargs.ray_init.include_dashboard=False
+  # always a fresh local cluster of our own, even when another Ray cluster runs on the machine
+  +ray_kwargs.ray_init.address=local
   # hydra's own output folder goes with the run, not into the working directory
   hydra.run.dir="$run_dir/hydra"
 )
