@@ -94,9 +94,9 @@ def test_hard_negative_diversity_ties_go_to_the_member_nearer_the_anchor():
 
 def test_m_below_k_pools_m_and_equalizes_with_k_prime(caplog, monkeypatch):
     # authors' code: pool min(M, failures) = 3, K' = min(K, pool) = 3, equalization sqrt(K/K') = sqrt(5/3)
-    import recipe_care.config as care_config
+    import recipe_care.log
 
-    monkeypatch.setattr(care_config, "_WARNED", set())  # once per process: forget earlier tests' warnings
+    monkeypatch.setattr(recipe_care.log, "_WARNED", set())  # once per process: forget earlier tests' warnings
     with caplog.at_level(logging.WARNING, logger="recipe_care"):
         res = run([1, 0, 0, 0, 0, 0, 0], emb=angles(0, 10, 20, 30, 40, 50, 60), think=[1] * 7, K=5, M=3)
         run([1, 0, 0], K=5, M=3)

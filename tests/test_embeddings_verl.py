@@ -4,7 +4,7 @@ One fresh interpreter (this file run as a script: the CPU platform, verl's Qwen2
 are process-wide, so they stay out of the pytest process) builds a tiny random Qwen2.5-VL, a rollout batch the way the
 legacy trainer holds it (left-padded prompts with one image each, right-padded responses with and without
 ``<think>`` spans, M-RoPE position ids, ``multi_modal_inputs``), and a real ``TrainingWorker`` with verl's FSDP2
-engine. Then it calls verl's real ``RayPPOTrainer._compute_old_log_prob`` (patched by ``recipe_care.embedding_patch``)
+engine. Then it calls verl's real ``RayPPOTrainer._compute_old_log_prob`` (patched by ``recipe_care.patches.hidden_states``)
 on a stand-in trainer whose ``actor_rollout_wg.compute_log_prob`` does what the Ray worker group does with 2
 data-parallel ranks: verl's ``BatchData`` chunk, ``TrainingWorker.infer_batch`` on each chunk
 (``engine.infer_batch`` → ``prepare_micro_batches`` → patched ``forward_step`` → ``postprocess_batch_func`` →
@@ -155,11 +155,12 @@ def probe(model_dir: Path) -> dict:
     reference = _reference(ref_model, tensors, rows, pool)
     del ref_model
 
-    # ---- verl from here on. Our post-import hook goes in first, then ``import verl`` runs the plugin, which puts
-    # recipe_care.patches' hook in front of it: both wrap the loader of ray_trainer (the harder of the two orders).
-    from recipe_care import embedding_patch, patches
+    # ---- verl from here on. Our post-import hook goes in first, then ``import verl`` runs the plugin, which installs
+    # the same patches again (idempotent: each verl attribute is wrapped once).
+    from recipe_care import patches
+    from recipe_care.patches import hidden_states
 
-    embedding_patch.install()
+    patches.install()
     import verl  # noqa: F401
     from omegaconf import OmegaConf
     from verl import DataProto
@@ -171,11 +172,11 @@ def probe(model_dir: Path) -> dict:
     from verl.workers.engine.fsdp import transformer_impl
     from verl.workers.engine_workers import TrainingWorker
 
-    from recipe_care.verl_adapter import EMBEDDING_KEY, set_tokenizer
+    from recipe_care.step_context import EMBEDDING_KEY, set_tokenizer
 
-    result: dict = {"patched": [embedding_patch.is_patched(ray_trainer), embedding_patch.is_patched(transformer_impl),
-                                patches.is_patched(ray_trainer)],
-                    "key_matches_adapter": EMBEDDING_KEY == embedding_patch.EMBEDDING_KEY}
+    result: dict = {"patched": [patches.is_patched(ray_trainer, ("hidden_states",)),
+                                patches.is_patched(transformer_impl, ("hidden_states",)),
+                                patches.is_patched(ray_trainer, ("trainer",))]}
     set_tokenizer(processor.tokenizer)
 
     model_config = HFModelConfig(path=str(model_dir), use_remove_padding=False,
@@ -186,7 +187,7 @@ def probe(model_dir: Path) -> dict:
         model_type="language_model", model_config=model_config, engine_config=engine_config,
         optimizer_config=FSDPOptimizerConfig(lr=1e-5), checkpoint_config=CheckpointConfig()))
     worker.reset()
-    head = embedding_patch.output_head(worker.engine.module)
+    head = hidden_states.output_head(worker.engine.module)
     hooks_before = len(head._forward_pre_hooks)  # FSDP2's own
     seq_lengths = tensors["attention_mask"].sum(1).tolist()
 
@@ -238,7 +239,7 @@ def probe(model_dir: Path) -> dict:
         keys_before = sorted(batch.batch.keys())
         calls.update(micro_batches=0, sizes=[], lengths=[])
         old, _mfu = ray_trainer.RayPPOTrainer._compute_old_log_prob(trainer, batch)
-        emb = old.batch[embedding_patch.EMBEDDING_KEY] if embedding_patch.EMBEDDING_KEY in old.batch.keys() else None
+        emb = old.batch[EMBEDDING_KEY] if EMBEDDING_KEY in old.batch.keys() else None
         return {
             "keys": sorted(old.batch.keys()),
             "batch_keys_unchanged": sorted(batch.batch.keys()) == keys_before,
@@ -291,9 +292,8 @@ def probe_result(tmp_path_factory):
 
 
 def test_patches_are_installed_in_the_probe_process(probe_result):
-    # ours on the engine and the trainer, and recipe_care.patches' three trainer patches next to ours
+    # the hidden-state patches on the trainer and the engine, and the trainer patches next to them
     assert probe_result["patched"] == [True, True, True]
-    assert probe_result["key_matches_adapter"]
 
 
 def test_static_micro_batches_pool_the_think_tokens_like_the_hf_reference(probe_result):

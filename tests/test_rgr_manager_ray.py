@@ -112,7 +112,7 @@ def run_step(rig, repair_script, validate=False):
 
     from verl.experimental.agent_loop.agent_loop import AgentLoopManager
 
-    from recipe_care.diagnostics import pop_step_metrics
+    from recipe_care.step_context import pop_step_metrics
 
     ray.get(rig["server"].set_script.remote(dict(enumerate(MAIN)), repair_script))
     sizes = []
@@ -229,7 +229,7 @@ def test_advantage_of_repaired_rows_end_to_end(rig, main_step):
     from verl.trainer.ppo import ray_trainer
 
     from recipe_care.config import CareConfig
-    from recipe_care.verl_adapter import set_tokenizer
+    from recipe_care.step_context import set_tokenizer
 
     out, prompts = main_step[0], main_step[4]
     data = out.select_idxs(np.arange(len(out)))

@@ -13,7 +13,8 @@ from verl.trainer.ppo import ray_trainer
 from recipe_care.advantage import care_sequence_advantages
 from recipe_care.config import CareConfig
 from recipe_care.patches import is_patched
-from recipe_care.verl_adapter import RUNTIME, set_tokenizer
+from recipe_care.log import reset_warnings
+from recipe_care.step_context import CONTEXT, set_tokenizer
 
 RESPONSES = [
     # uid a: one short correct, one long correct, three failures
@@ -152,7 +153,7 @@ def pure(data, rewards=None, embeddings=None, step=0, **care):
     from recipe_care.spans import anchor_lengths
 
     mask = data.batch["response_mask"]
-    spans = RUNTIME.span_parser().parse(data.batch["responses"], mask)
+    spans = CONTEXT.span_parser().parse(data.batch["responses"], mask)
     think_len, answer_len = anchor_lengths(spans, mask.sum(1))
     if embeddings is None:
         span = torch.where(spans.think_mask.any(1, keepdim=True), spans.think_mask, mask.bool())
@@ -205,7 +206,7 @@ def test_empty_reasoning_never_wins_the_anchor(tokenizer):
     seq = out.batch["advantages"].sum(1)
     assert seq[2].item() == pytest.approx(2.0, abs=1e-4)  # the anchor
     assert seq[0].item() == 0.0 and seq[1].item() == 0.0
-    spans = RUNTIME.span_parser().parse(make_batch(tokenizer, rows=rows).batch["responses"],
+    spans = CONTEXT.span_parser().parse(make_batch(tokenizer, rows=rows).batch["responses"],
                                         make_batch(tokenizer, rows=rows).batch["response_mask"])
     assert spans.has_think.tolist() == [False, False, True, True, True]
 
@@ -228,7 +229,7 @@ def trainer(tiny_qwen2, tokenizer):
                                         resource_pool_manager=None, train_dataset=rows, val_dataset=rows,
                                         collate_fn=list)
     yield trainer
-    RUNTIME.trainer = None
+    CONTEXT.trainer = None
 
 
 def _random_anchor_batch(tokenizer):
@@ -240,12 +241,12 @@ def _random_anchor_batch(tokenizer):
 
 
 def test_random_anchor_changes_with_the_trainers_step(trainer, tokenizer):
-    assert RUNTIME.trainer() is trainer and RUNTIME.tokenizer is tokenizer  # recorded by RayPPOTrainer.__init__
+    assert CONTEXT.trainer() is trainer and CONTEXT.tokenizer is tokenizer  # recorded by RayPPOTrainer.__init__
 
     def anchors(step):
         trainer.global_steps = step  # fit() sets it before the step's compute_advantage
         out = ray_trainer.compute_advantage(_random_anchor_batch(tokenizer), "care", config=algo(anchor="random"))
-        assert RUNTIME.last_metrics["care/step"] == step
+        assert CONTEXT.metrics["care/step"] == step
         seq = out.batch["advantages"].sum(1)
         return [i for i in range(len(seq)) if i % 5 != 4 and seq[i] > 0]
 
@@ -257,11 +258,11 @@ def test_random_anchor_changes_with_the_trainers_step(trainer, tokenizer):
 
 def test_step_falls_back_to_meta_info_without_a_trainer(tokenizer):
     set_tokenizer(tokenizer)
-    RUNTIME.trainer = None
+    CONTEXT.trainer = None
     data = _random_anchor_batch(tokenizer)
     data.meta_info["global_steps"] = 7
     ray_trainer.compute_advantage(data, "care", config=algo(anchor="random"))
-    assert RUNTIME.last_metrics["care/step"] == 7
+    assert CONTEXT.metrics["care/step"] == 7
 
 
 def test_hidden_embeddings_are_used_then_leave_the_batch(tokenizer):
@@ -271,7 +272,7 @@ def test_hidden_embeddings_are_used_then_leave_the_batch(tokenizer):
     data = make_batch(tokenizer, embeddings=emb)
     out = ray_trainer.compute_advantage(data, "care", config=algo(token_weighting="uniform", K=2))
     assert "care_embeddings" not in out.batch.keys()  # the actor update does not ship them again
-    assert RUNTIME.last_metrics["care/hidden_embeddings"] == 1.0
+    assert CONTEXT.metrics["care/hidden_embeddings"] == 1.0
     got = out.batch["advantages"][torch.arange(8), 0]
     with_hidden = pure(make_batch(tokenizer), embeddings=emb, K=2).seq_advantages
     assert torch.allclose(got, with_hidden, atol=1e-6)
@@ -302,7 +303,7 @@ def test_reference_pass_does_not_ship_the_embeddings(tokenizer):
 
 def test_fallbacks_without_tokenizer_or_acc(tokenizer, caplog):
     set_tokenizer(None)
-    RUNTIME.warned.clear()
+    reset_warnings()
     data = make_batch(tokenizer)
     del data.non_tensor_batch["acc"]
     with caplog.at_level("WARNING", logger="recipe_care"):

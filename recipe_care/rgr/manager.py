@@ -19,13 +19,13 @@ shares the awake engine of the step. One training step:
 Validation batches (``meta_info["validate"]``) and runs with RGR off only get the two columns (all 0); RGR off uses
 verl's own worker class, so it behaves exactly like the parent. Faults of a repair (failed or empty generation, an
 error of the repair call such as a reward-function exception, a non-finite score) leave the original row in place;
-``rgr/*`` metrics count them per step (``recipe_care.diagnostics.push_step_metrics``) and ``self.rgr_totals`` over
+``rgr/*`` metrics count them per step (``recipe_care.step_context.push_step_metrics``) and ``self.rgr_totals`` over
 the run.
 
 Rollout log-probs: the engine reports the repaired tokens' log-probs at the repair temperature / top-p, while the
 actor recomputes the old log-probs at the rollout temperature. ``algorithm.rollout_correction.bypass_mode=True``
 (engine log-probs as the old policy) is therefore refused at start-up; in verl's default (decoupled) mode
-``recipe_care.patches`` keeps repaired rows out of rollout correction and reports their log-prob gap as
+``recipe_care.patches.trainer`` keeps repaired rows out of rollout correction and reports their log-prob gap as
 ``rgr/rollout_probs_diff_*`` instead of mixing it into ``training/rollout_probs_diff_*``.
 """
 
@@ -45,8 +45,8 @@ from verl.protocol import DataProto, pad_dataproto_to_divisor, unpad_dataproto
 from verl.utils.ray_utils import auto_await
 
 import recipe_care.rgr.agent_loop  # noqa: F401  (registers the "care_rgr" agent loop in this process)
-from recipe_care.config import CareConfig, RgrConfig
-from recipe_care.diagnostics import push_step_metrics
+from recipe_care.config import CareConfig, RgrConfig, config_get, is_care_estimator
+from recipe_care.log import warn_once
 from recipe_care.rgr.core import (
     FAILED_KEY,
     REPAIR_AGENT_NAME,
@@ -63,6 +63,7 @@ from recipe_care.rgr.core import (
     truncate_cue,
     zero_flags,
 )
+from recipe_care.step_context import push_step_metrics
 
 logger = logging.getLogger("recipe_care")
 
@@ -70,13 +71,6 @@ logger = logging.getLogger("recipe_care")
 class CareAgentLoopWorker(AgentLoopWorker):
     """verl's ``AgentLoopWorker``, unchanged. Defined here so that unpickling it in a Ray worker process imports this
     module, and with it ``recipe_care.rgr.agent_loop``, which registers the ``care_rgr`` agent loop there."""
-
-
-def _node_get(node: Any, key: str) -> Any:
-    if node is None:
-        return None
-    getter = getattr(node, "get", None)
-    return getter(key, None) if getter is not None else getattr(node, key, None)
 
 
 class CareAgentLoopManager(AgentLoopManager):
@@ -89,29 +83,27 @@ class CareAgentLoopManager(AgentLoopManager):
         teacher_client: Any = None,
         reward_loop_worker_handles: list | None = None,
     ):
-        algorithm = _node_get(config, "algorithm")
-        self.rgr_config = RgrConfig.from_omegaconf(_node_get(algorithm, "rgr"))
-        self.care_config = CareConfig.from_omegaconf(_node_get(algorithm, "care"))
+        self.rgr_config = RgrConfig.from_omegaconf(config_get(config, "algorithm", "rgr"))
+        self.care_config = CareConfig.from_omegaconf(config_get(config, "algorithm", "care"))
         if self.rgr_config.enable:
             self.agent_loop_workers_class = ray.remote(CareAgentLoopWorker)
         super().__init__(config, llm_client, teacher_client, reward_loop_worker_handles)
         self.rgr_totals: Counter = Counter()
-        self._warned: set = set()
         self.tokenizer = None
         if self.rgr_config.enable:
-            self._setup_rgr(config, algorithm, reward_loop_worker_handles)
+            self._setup_rgr(config, reward_loop_worker_handles)
 
     # ------------------------------------------------------------------------------------------------------------
     # setup checks
     # ------------------------------------------------------------------------------------------------------------
 
-    def _setup_rgr(self, config: Any, algorithm: Any, reward_handles: list | None) -> None:
+    def _setup_rgr(self, config: Any, reward_handles: list | None) -> None:
         from verl.utils.config import omega_conf_to_dataclass
 
-        estimator = str(_node_get(algorithm, "adv_estimator"))
-        if estimator != "care":
+        estimator = config_get(config, "algorithm", "adv_estimator")
+        if not is_care_estimator(estimator):
             raise ValueError(
-                f"algorithm.rgr.enable=true needs algorithm.adv_estimator=care (got {estimator!r}): only the care "
+                f"algorithm.rgr.enable=true needs algorithm.adv_estimator=care (got {str(estimator)!r}): only the care "
                 "estimator knows what a repaired row (rgr_row / rgr_failed) is"
             )
         if reward_handles is None:
@@ -120,7 +112,7 @@ class CareAgentLoopManager(AgentLoopManager):
                 "(reward_loop_worker_handles), which verl passes only when no colocated reward model is used "
                 "(reward.reward_model.enable=false or a standalone reward-model pool)"
             )
-        if bool(_node_get(_node_get(algorithm, "rollout_correction"), "bypass_mode")):
+        if bool(config_get(config, "algorithm", "rollout_correction", "bypass_mode")):
             raise ValueError(
                 "algorithm.rgr.enable=true cannot run with algorithm.rollout_correction.bypass_mode=True: bypass mode "
                 "uses the rollout engine's log-probs as the old policy, and a repaired row's tokens were sampled at "
@@ -130,8 +122,7 @@ class CareAgentLoopManager(AgentLoopManager):
                 "algorithm.rollout_correction.bypass_mode=False (verl then recomputes the old log-probs; repaired rows "
                 "are kept out of rollout correction) or algorithm.rgr.enable=false."
             )
-        skip = _node_get(_node_get(config, "skip"), "rollout")
-        if bool(_node_get(skip, "enable")):
+        if bool(config_get(config, "skip", "rollout", "enable")):
             raise ValueError("RGR cannot run with verl's rollout skip cache (skip.rollout.enable=true): the cache "
                              "would also capture or replay the repair generation")
         self.tokenizer = omega_conf_to_dataclass(config.actor_rollout_ref.model).tokenizer
@@ -148,11 +139,6 @@ class CareAgentLoopManager(AgentLoopManager):
         from recipe_care.spans import TagSpanParser
 
         self.span_parser = TagSpanParser(self.tokenizer)
-
-    def _warn_once(self, key: str, message: str, *args: Any) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            logger.warning("RGR: " + message, *args)
 
     # ------------------------------------------------------------------------------------------------------------
     # rollout
@@ -179,8 +165,8 @@ class CareAgentLoopManager(AgentLoopManager):
     def _positives(self, output: DataProto) -> torch.Tensor:
         if "acc" in output.non_tensor_batch:
             return positive_mask(output.non_tensor_batch["acc"], len(output))
-        self._warn_once("acc", "the reward function returns no 'acc'; a rollout counts as correct when its reward is "
-                               ">= 1 (return a dict with 'acc', as reward_fns.compute_score does)")
+        warn_once("rgr.acc", "RGR: the reward function returns no 'acc'; a rollout counts as correct when its reward "
+                             "is >= 1 (return a dict with 'acc', as reward_fns.compute_score does)")
         return positive_mask((output.batch["rm_scores"].sum(-1) >= 1.0 - 1e-6).double().numpy(), len(output))
 
     def _new_positive(self, rep_out: DataProto, i: int) -> bool | None:
@@ -281,8 +267,8 @@ class CareAgentLoopManager(AgentLoopManager):
                 raise RuntimeError(f"RGR: unexpected repair status {state!r}")
             positive = self._new_positive(rep_out, j)
             if positive is None:
-                self._warn_once("score", "a repaired row got a non-finite or non-numeric reward; it is dropped "
-                                         "(counted in rgr/skipped_reward_error)")
+                warn_once("rgr.score", "RGR: a repaired row got a non-finite or non-numeric reward; it is dropped "
+                                       "(counted in rgr/skipped_reward_error)")
                 stats.skipped["reward_error"] += 1
                 continue
             keep.append(j)
@@ -293,11 +279,11 @@ class CareAgentLoopManager(AgentLoopManager):
             target = [rows[j] for j in keep]
             output, report = splice_rows(output, rep_out.select_idxs(np.asarray(keep, dtype=np.int64)), target)
             if report.filled:
-                self._warn_once("filled", "repaired rows have no value for column(s) %s of the rollout output; they "
-                                          "hold None there", report.filled)
+                warn_once("rgr.filled", "RGR: repaired rows have no value for column(s) %s of the rollout output; "
+                                        "they hold None there", report.filled)
             if report.dropped:
-                self._warn_once("dropped", "column(s) %s of the repair output are not in the rollout output and are "
-                                           "not carried into the training batch", report.dropped)
+                warn_once("rgr.dropped", "RGR: column(s) %s of the repair output are not in the rollout output and "
+                                         "are not carried into the training batch", report.dropped)
             rgr_row[target] = 1.0
             rgr_failed[[t for t, ok in zip(target, verdict) if not ok]] = 1.0
         output.non_tensor_batch[ROW_KEY], output.non_tensor_batch[FAILED_KEY] = rgr_row, rgr_failed

@@ -1,8 +1,8 @@
 """Policy hidden-state embeddings for CARE's hard-negative selection, computed inside verl's old-log-prob pass.
 
-verl 0.9.1 has no way to return hidden states from ``compute_log_prob``. Two small, named patches add one, and only
-for ``algorithm.adv_estimator=care`` with ``algorithm.care.similarity`` ``auto`` or ``hidden`` (every other run goes
-through verl's original functions unchanged):
+verl 0.9.1 has no way to return hidden states from ``compute_log_prob``. Two small, named patches add one (listed in
+``recipe_care.patches.PATCHED_SYMBOLS``), active only for ``algorithm.adv_estimator=care`` with
+``algorithm.care.similarity`` ``auto`` or ``hidden``; every other run goes through verl's original functions:
 
 1. TaskRunner, ``verl.trainer.ppo.ray_trainer.RayPPOTrainer._compute_old_log_prob``: builds the pooling mask (the
    ``<think>`` tokens of each response, found with the trainer's tokenizer, else the whole response) in verl's
@@ -10,7 +10,8 @@ through verl's original functions unchanged):
    ``actor_rollout_wg.compute_log_prob`` (for the duration of this call only, the worker-group method is wrapped on
    the instance); the workers return ``care_embeddings`` next to ``log_probs``, and the wrapper adds that ``[N, H]``
    float32 tensor to the returned DataProto, which ``fit()`` unions into the batch, where the ``care`` estimator
-   reads it (``recipe_care.verl_adapter``).
+   reads it (``recipe_care.verl_adapter``). For every ``care`` run (``ngram`` included) CARE's TaskRunner keys
+   (``recipe_care.step_context.TASK_RUNNER_KEYS``) stay out of the batch for the duration of the pass.
 2. Workers, ``verl.workers.engine.fsdp.transformer_impl.FSDPEngineWithLMHead.forward_step``: when the micro-batch
    carries ``care_pool_mask`` (the flag), a forward pre-hook on the policy's ``lm_head`` (its input is the
    last-layer hidden state after the final norm) pools each sample's hidden states over the mask while verl's own
@@ -19,15 +20,12 @@ through verl's original functions unchanged):
    batch size), ``postprocess_batch_func`` (reordering), ``_postprocess_output`` and the data-parallel collect then
    carry it back like ``log_probs``. The hook exists only during that forward.
 
-3. TaskRunner, ``RayPPOTrainer._compute_ref_log_prob``: the reference pass runs without ``care_embeddings`` in the
-   batch (taken out for the call, put back after), so they are not shipped to the reference workers; the
-   ``compute_advantage`` patch (``recipe_care.patches``) drops them once the estimator has used them, so the actor
-   update does not ship them either. At the authors' scale (4,096 rollouts x 3,584 floats) that is 59 MB per pass.
+The reference pass runs without ``care_embeddings`` and the ``compute_advantage`` patch drops them once the
+estimator has used them (``recipe_care.patches.trainer``), so neither the reference workers nor the actor update
+receive them.
 
 No extra forward pass: the cost is a gather of the think-token rows of the hidden states and a float32 sum per
-micro-batch, and ``N x H`` floats in the batch from the old-log-prob pass to the advantage. The patches are applied at
-import time of their module by a post-import hook (``install()``), in every process where the ``verl.plugins`` entry
-point runs.
+micro-batch, and ``N x H`` floats in the batch from the old-log-prob pass to the advantage.
 """
 
 from __future__ import annotations
@@ -39,6 +37,7 @@ from typing import Any
 
 import torch
 
+from recipe_care.config import CareConfig, config_get, is_care_run
 from recipe_care.embeddings import (
     finish_mean,
     packed_partial_sums,
@@ -49,46 +48,25 @@ from recipe_care.embeddings import (
     response_pool_mask,
     sequence_pool_mask,
 )
+from recipe_care.log import warn_once
+from recipe_care.patches import is_marked, mark
+from recipe_care.patches.trainer import task_runner_keys_held_out
+from recipe_care.step_context import CONTEXT, EMBEDDING_KEY
 
 logger = logging.getLogger("recipe_care")
 
 MASK_KEY = "care_pool_mask"
-EMBEDDING_KEY = "care_embeddings"  # == recipe_care.verl_adapter.EMBEDDING_KEY (checked by the tests)
-
-ENGINE_MODULE = "verl.workers.engine.fsdp.transformer_impl"
-TRAINER_MODULE = "verl.trainer.ppo.ray_trainer"
-PATCHED_SYMBOLS = (
-    (ENGINE_MODULE, "FSDPEngineWithLMHead.forward_step"),
-    (TRAINER_MODULE, "RayPPOTrainer._compute_old_log_prob"),
-    (TRAINER_MODULE, "RayPPOTrainer._compute_ref_log_prob"),
-)
 SUPPORTED_STRATEGIES = ("fsdp", "fsdp2")
-_MARK = "__care_embeddings_patched__"
 
 
 # --------------------------------------------------------------------------------------------------------------
 # configuration (TaskRunner)
 # --------------------------------------------------------------------------------------------------------------
-def _get(node: Any, key: str, default: Any = None) -> Any:
-    if node is None:
-        return default
-    getter = getattr(node, "get", None)
-    if getter is not None:
-        value = getter(key, default)
-    else:
-        value = getattr(node, key, default)
-    return default if value is None else value
-
-
 def similarity_mode(config: Any) -> str | None:
     """``algorithm.care.similarity`` of a ``care`` run (validated by ``CareConfig``); None for other estimators."""
-    algorithm = _get(config, "algorithm")
-    estimator = _get(algorithm, "adv_estimator")
-    if str(getattr(estimator, "value", estimator)) != "care":
+    if not is_care_run(config):
         return None
-    from recipe_care.config import CareConfig
-
-    return CareConfig.from_omegaconf(_get(algorithm, "care")).similarity
+    return CareConfig.from_omegaconf(config_get(config, "algorithm", "care")).similarity
 
 
 def embeddings_enabled(config: Any) -> bool:
@@ -99,13 +77,11 @@ def embeddings_enabled(config: Any) -> bool:
 
 def unsupported_reason(config: Any) -> str | None:
     """Why the in-pass embeddings cannot run with this config (None when they can)."""
-    actor = _get(_get(config, "actor_rollout_ref"), "actor")
-    model = _get(_get(config, "actor_rollout_ref"), "model")
-    strategy = str(_get(actor, "strategy", "fsdp"))
+    strategy = str(config_get(config, "actor_rollout_ref", "actor", "strategy", default="fsdp"))
     if strategy not in SUPPORTED_STRATEGIES:
         return (f"actor_rollout_ref.actor.strategy={strategy}: the hidden-state embeddings hook into verl's FSDP "
                 f"engine only (use fsdp or fsdp2)")
-    if bool(_get(model, "use_fused_kernels", False)):
+    if bool(config_get(config, "actor_rollout_ref", "model", "use_fused_kernels", default=False)):
         return ("actor_rollout_ref.model.use_fused_kernels=True: the fused log-prob kernels never call lm_head, "
                 "whose input the embeddings pool (set actor_rollout_ref.model.use_fused_kernels=False)")
     return None
@@ -117,17 +93,15 @@ def unsupported_reason(config: Any) -> str | None:
 def build_pool_mask(batch: Any) -> torch.Tensor:
     """Jagged nested ``[N, j]`` float32 pooling mask of a rollout DataProto, in the layout of verl's
     ``left_right_2_no_padding`` (same per-sample lengths as the packed ``input_ids``)."""
-    from recipe_care.verl_adapter import RUNTIME
-
     responses = batch.batch["responses"]
     attention_mask = batch.batch["attention_mask"]
     valid = attention_mask[:, -responses.shape[1]:].to(torch.bool)
-    parser = RUNTIME.span_parser()
+    parser = CONTEXT.span_parser()
     think = None
     if parser is None:
-        RUNTIME.warn_once(
-            "embedding_spans",
-            "no tokenizer is known in this process, so the hidden-state embeddings pool whole responses instead "
+        warn_once(
+            "embeddings.spans",
+            "CARE: no tokenizer is known in this process, so the hidden-state embeddings pool whole responses instead "
             "of their <think> spans.",
         )
     else:
@@ -191,10 +165,8 @@ def _missing_embeddings(mode: str, reason: str) -> None:
     if mode == "hidden":
         raise RuntimeError(f"CARE: algorithm.care.similarity=hidden, but {reason}. Set "
                            "algorithm.care.similarity=auto (n-gram fallback) or ngram.")
-    from recipe_care.verl_adapter import RUNTIME
-
-    RUNTIME.warn_once("embedding_missing", f"no policy hidden-state embeddings: {reason}. Hard negatives fall back "
-                                           "to n-gram similarity (algorithm.care.similarity=auto).")
+    warn_once("embeddings.missing", f"CARE: no policy hidden-state embeddings: {reason}. Hard negatives fall back "
+                                    "to n-gram similarity (algorithm.care.similarity=auto).")
 
 
 def _patch_compute_old_log_prob(module: Any) -> None:
@@ -204,15 +176,17 @@ def _patch_compute_old_log_prob(module: Any) -> None:
     @functools.wraps(original)
     def _compute_old_log_prob(self, batch, *args, **kwargs):
         mode = similarity_mode(self.config)
-        if mode is None or mode == "ngram":
+        if mode is None:
             return original(self, batch, *args, **kwargs)
-        reason = unsupported_reason(self.config)
-        if reason is not None:
-            _missing_embeddings(mode, reason)
-            return original(self, batch, *args, **kwargs)
+        reason = unsupported_reason(self.config) if mode != "ngram" else None
+        if mode == "ngram" or reason is not None:
+            if reason is not None:
+                _missing_embeddings(mode, reason)
+            with task_runner_keys_held_out(batch):
+                return original(self, batch, *args, **kwargs)
         mask = build_pool_mask(batch)
         n = len(batch)
-        with _capture_log_prob_call(self.actor_rollout_wg, mask, n) as captured:
+        with task_runner_keys_held_out(batch), _capture_log_prob_call(self.actor_rollout_wg, mask, n) as captured:
             result = original(self, batch, *args, **kwargs)
         embeddings = captured.get("embeddings")
         if embeddings is None:
@@ -223,26 +197,7 @@ def _patch_compute_old_log_prob(module: Any) -> None:
         old_log_prob.batch[EMBEDDING_KEY] = embeddings
         return result
 
-    setattr(_compute_old_log_prob, _MARK, True)
-    cls._compute_old_log_prob = _compute_old_log_prob
-
-
-def _patch_compute_ref_log_prob(module: Any) -> None:
-    cls = module.RayPPOTrainer
-    original = cls._compute_ref_log_prob
-
-    @functools.wraps(original)
-    def _compute_ref_log_prob(self, batch, *args, **kwargs):
-        if EMBEDDING_KEY not in batch.batch.keys():
-            return original(self, batch, *args, **kwargs)
-        embeddings = batch.batch.pop(EMBEDDING_KEY)
-        try:
-            return original(self, batch, *args, **kwargs)
-        finally:
-            batch.batch[EMBEDDING_KEY] = embeddings
-
-    setattr(_compute_ref_log_prob, _MARK, True)
-    cls._compute_ref_log_prob = _compute_ref_log_prob
+    cls._compute_old_log_prob = mark(_compute_old_log_prob)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -350,38 +305,19 @@ def _patch_forward_step(module: Any) -> None:
         output["model_output"][EMBEDDING_KEY] = pooler.result()
         return loss, output
 
-    setattr(forward_step, _MARK, True)
-    cls.forward_step = forward_step
+    cls.forward_step = mark(forward_step)
 
 
 # --------------------------------------------------------------------------------------------------------------
 # installation
 # --------------------------------------------------------------------------------------------------------------
 def patch_engine(module: Any) -> None:
-    if not getattr(module.FSDPEngineWithLMHead.forward_step, _MARK, False):
+    """Apply patch 2 to an imported ``verl.workers.engine.fsdp.transformer_impl`` (idempotent)."""
+    if not is_marked(module.FSDPEngineWithLMHead.forward_step):
         _patch_forward_step(module)
 
 
 def patch_trainer(module: Any) -> None:
-    if not getattr(module.RayPPOTrainer._compute_old_log_prob, _MARK, False):
+    """Apply patch 1 to an imported ``verl.trainer.ppo.ray_trainer`` (idempotent)."""
+    if not is_marked(module.RayPPOTrainer._compute_old_log_prob):
         _patch_compute_old_log_prob(module)
-    if not getattr(module.RayPPOTrainer._compute_ref_log_prob, _MARK, False):
-        _patch_compute_ref_log_prob(module)
-
-
-_TARGETS = {ENGINE_MODULE: patch_engine, TRAINER_MODULE: patch_trainer}
-
-
-def is_patched(module: Any) -> bool:
-    if module.__name__ == ENGINE_MODULE:
-        return bool(getattr(module.FSDPEngineWithLMHead.forward_step, _MARK, False))
-    return all(getattr(getattr(module.RayPPOTrainer, name), _MARK, False)
-               for name in ("_compute_old_log_prob", "_compute_ref_log_prob"))
-
-
-def install() -> None:
-    """Patch the already imported targets now and the others when they get imported (idempotent, any process)."""
-    from recipe_care.post_import import when_imported
-
-    for name, patch in _TARGETS.items():
-        when_imported(name, patch)
