@@ -121,7 +121,7 @@ def add_position_ids(model, image_token, samples, tensors) -> None:
 
 
 def pool_masks(processor, tensors):
-    from recipe_care.embeddings import response_pool_mask
+    from recipe_care.hidden_pooling import response_pool_mask
     from recipe_care.spans import TagSpanParser
 
     r_len = tensors["responses"].shape[1]

@@ -30,7 +30,7 @@ from recipe_care.advantage import care_sequence_advantages, region_token_advanta
 from recipe_care.config import CareConfig, config_get
 from recipe_care.diagnostics import care_metrics
 from recipe_care.log import warn_once
-from recipe_care.similarity import ngram_embeddings
+from recipe_care.ngram_profiles import ngram_embeddings
 from recipe_care.spans import anchor_lengths
 from recipe_care.step_context import CONTEXT, EMBEDDING_KEY, push_step_metrics
 

@@ -1,4 +1,4 @@
-"""Pooling math of the CARE hidden-state embeddings (``recipe_care.embeddings``) and its glue helpers.
+"""Pooling math of the CARE hidden-state embeddings (``recipe_care.hidden_pooling``) and its glue helpers.
 
 The layout tests use a tiny random Qwen2.5-VL built from a config on CPU (eager attention, fp32): the reference is
 ``model(..., output_hidden_states=True).hidden_states[-1]`` of each sample alone, mean-pooled over its think tokens
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from recipe_care.embeddings import (
+from recipe_care.hidden_pooling import (
     finish_mean,
     l2_normalize,
     packed_partial_sums,
@@ -242,7 +242,7 @@ def test_padded_layout_matches_the_hf_reference(vl):
 
 def test_lm_head_input_is_the_last_hidden_state(vl):
     """What the engine hook reads (lm_head's input) is hidden_states[-1] (after the final norm)."""
-    from recipe_care.patches.hidden_states import output_head
+    from recipe_care.hidden_pooling import output_head
 
     model, s = vl["model"], vl["samples"][0]
     seen = []
@@ -287,7 +287,7 @@ def test_enabled_only_for_care_without_ngram_and_unsupported_configs_are_named()
 
 
 def test_pooler_fails_clearly_when_lm_head_does_not_run_once():
-    from recipe_care.patches.hidden_states import HiddenStatePooler
+    from recipe_care.hidden_pooling import HiddenStatePooler
 
     lengths = torch.tensor([2, 3])
     mask = torch.nested.nested_tensor_from_jagged(torch.ones(5), offsets=torch.tensor([0, 2, 5]))
@@ -338,8 +338,7 @@ def test_sequence_parallel_pooler_all_reduces_the_shards_over_gloo():
     code = r"""
 import os, socket, sys
 import torch, torch.distributed as dist, torch.multiprocessing as mp
-from recipe_care.patches.hidden_states import HiddenStatePooler
-from recipe_care.embeddings import pool_packed
+from recipe_care.hidden_pooling import HiddenStatePooler, pool_packed
 
 def run(rank, port, q):
     dist.init_process_group("gloo", rank=rank, world_size=2, init_method=f"tcp://127.0.0.1:{port}")

@@ -140,7 +140,7 @@ def probe(model_dir: Path) -> dict:
     import torch
     from transformers import AutoModelForImageTextToText
 
-    from recipe_care.embeddings import response_pool_mask
+    from recipe_care.hidden_pooling import output_head, response_pool_mask
     from recipe_care.spans import TagSpanParser
     from recipe_care.testing import build_tiny_qwen25vl
 
@@ -158,7 +158,6 @@ def probe(model_dir: Path) -> dict:
     # ---- verl from here on. Our post-import hook goes in first, then ``import verl`` runs the plugin, which installs
     # the same patches again (idempotent: each verl attribute is wrapped once).
     from recipe_care import patches
-    from recipe_care.patches import hidden_states
 
     patches.install()
     import verl  # noqa: F401
@@ -187,7 +186,7 @@ def probe(model_dir: Path) -> dict:
         model_type="language_model", model_config=model_config, engine_config=engine_config,
         optimizer_config=FSDPOptimizerConfig(lr=1e-5), checkpoint_config=CheckpointConfig()))
     worker.reset()
-    head = hidden_states.output_head(worker.engine.module)
+    head = output_head(worker.engine.module)
     hooks_before = len(head._forward_pre_hooks)  # FSDP2's own
     seq_lengths = tensors["attention_mask"].sum(1).tolist()
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from recipe_care.similarity import ngram_embeddings
+from recipe_care.ngram_profiles import ngram_embeddings
 from recipe_care.spans import TagSpanParser, anchor_lengths, find_byte_spans
 
 

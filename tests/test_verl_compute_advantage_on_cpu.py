@@ -149,7 +149,7 @@ def test_config_switches_reach_the_math(tokenizer):
 
 def pure(data, rewards=None, embeddings=None, step=0, **care):
     """The pure function on the inputs the estimator should read from ``data`` (spans with the recorded tokenizer)."""
-    from recipe_care.similarity import ngram_embeddings
+    from recipe_care.ngram_profiles import ngram_embeddings
     from recipe_care.spans import anchor_lengths
 
     mask = data.batch["response_mask"]

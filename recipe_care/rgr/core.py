@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recipe_care.similarity import ngram_embeddings
+from recipe_care.ngram_profiles import ngram_embeddings
 from recipe_care.spans import anchor_lengths
 
 logger = logging.getLogger("recipe_care")
@@ -233,7 +233,7 @@ def select_representatives(
     Anchor = the correct rollout with the fewest ``<think>`` tokens, ties: fewer ``<answer>`` tokens, then the lower
     row; a missing, empty or blank think span counts as the whole response (``recipe_care.spans.anchor_lengths``, the
     rule of the ``care`` estimator). Distance = cosine distance of the hashed token n-gram profiles of
-    the ``<think>`` spans (whole response without one) — ``recipe_care.similarity.ngram_embeddings``, the same
+    the ``<think>`` spans (whole response without one) — ``recipe_care.ngram_profiles.ngram_embeddings``, the same
     function the advantage uses when policy hidden states are absent. Ties: the lower row.
     """
     n = responses.shape[0]
