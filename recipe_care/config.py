@@ -3,7 +3,7 @@
 Every field documents its default and where the default comes from:
 - [code] the authors' released code (yongxinwang-ai/CARE @ 8c6045c, ``examples/config.yaml`` / ``CareCfg``),
 - [paper] the paper or its abstract,
-- [ours] a decision of this project (see README, "Deviations from the authors' code").
+- [ours] a decision of this project (docs/algorithm.md, "Deviations"; summarised in the README).
 
 ``CareConfig.from_omegaconf(config.algorithm.care)`` builds the dataclass from the Hydra node; unknown keys raise
 a clear error (a typo must not silently fall back to a default).
@@ -118,7 +118,7 @@ class CareConfig:
     """Pseudo-reward magnitude delta of the rescue. Default 0.1 [code ``care.rescue.delta``]."""
 
     refl_scale: Optional[float] = None
-    """s_refl: scale of an RGR row that still fails. ``None`` means ``s/2`` [code ``rgr.s_refl: null``]."""
+    """s_refl: scale of an RGR row that still fails. Default ``None``, which means ``s/2`` [code ``rgr.s_refl: null``]."""
 
     gamma_pos: float = 0.005
     """Weight of think tokens of correct rollouts in region weighting (answer tokens weigh 1, think tokens of
@@ -230,8 +230,8 @@ class RgrConfig:
     ``max_critique_tokens``]; the default cue is shorter, so it is not truncated."""
 
     cue: str = "\n<repair>\n- Mistake:\n- Fix:\n- Corrected final answer:\n</repair>\n"
-    """The structured repair cue inserted just before ``</think>`` [code, template ``structured``, the only one the
-    authors implement]."""
+    """The repair cue inserted just before ``</think>``. Default: the structured cue above [code, template
+    ``structured``, the only one the authors implement]."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.enable, bool):

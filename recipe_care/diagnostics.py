@@ -3,7 +3,7 @@
 - ``signal/*``, for any estimator (GRPO and CARE alike):
 
   - ``signal/fail_adv_share``: share of the absolute advantage mass ``sum |A_{i,t}|`` on failed rollouts
-    (``acc != 1``), the paper's "share of learning signal that comes from failures";
+    (not :func:`recipe_care.advantage.is_correct`), the paper's "share of learning signal that comes from failures";
   - ``signal/zero_signal_group_rate``: share of groups (``uid``) whose advantages are all zero.
 
 - ``care/*``, the CARE selection of the step (:func:`care_metrics`, queued by the estimator).
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recipe_care.advantage import ROLE_ANCHOR, ROLE_HARD_NEGATIVE
+from recipe_care.advantage import ROLE_ANCHOR, ROLE_HARD_NEGATIVE, is_correct
 
 
 def failure_signal_metrics(batch: Any) -> dict:
@@ -29,9 +29,8 @@ def failure_signal_metrics(batch: Any) -> dict:
     mass = (adv.abs() * mask).sum(-1).to(torch.float64)
     out = {}
     if "acc" in nt:
-        acc = torch.from_numpy(np.asarray(nt["acc"], dtype=np.float64).reshape(-1))
         total = float(mass.sum())
-        fail = float(mass[(acc - 1.0).abs() > 1e-6].sum())
+        fail = float(mass[~is_correct(nt["acc"])].sum())
         out["signal/fail_adv_share"] = fail / total if total > 0 else 0.0
     if "uid" in nt:
         _, gid = np.unique(np.asarray(nt["uid"]).astype(str), return_inverse=True)

@@ -26,7 +26,12 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from recipe_care.advantage import care_sequence_advantages, region_token_advantages, uniform_token_advantages
+from recipe_care.advantage import (
+    acc_from_scores,
+    care_sequence_advantages,
+    region_token_advantages,
+    uniform_token_advantages,
+)
 from recipe_care.config import CareConfig, config_get
 from recipe_care.diagnostics import care_metrics
 from recipe_care.log import warn_once
@@ -93,7 +98,7 @@ def compute_care_advantage(
             "dict with an 'acc' key from the reward function (reward.custom_reward_function.path=pkg://reward_fns "
             "does).",
         )
-        acc = (rewards >= 1.0 - 1e-6).to(torch.float64)
+        acc = acc_from_scores(rewards)
 
     responses = batch["responses"]
     resp_len = responses.shape[1]
@@ -169,20 +174,20 @@ def compute_care_advantage(
     )
     if cfg.token_weighting == "region":
         trained = response_mask.to(torch.bool)  # context tokens of RGR/multi-turn rows carry no weight
-        think_w, answer_w = think_mask & trained, answer_mask & trained
-        adv = region_token_advantages(
+        trained_think, trained_answer = think_mask & trained, answer_mask & trained
+        advantages = region_token_advantages(
             seq_advantages=result.seq_advantages,
             response_mask=response_mask,
-            think_mask=think_w,
-            answer_mask=answer_w,
+            think_mask=trained_think,
+            answer_mask=trained_answer,
             acc=acc,
             gamma_pos=cfg.gamma_pos,
-            think_len=think_w.sum(1),
-            answer_len=answer_w.sum(1),
+            think_len=trained_think.sum(1),
+            answer_len=trained_answer.sum(1),
         )
     else:
-        adv = uniform_token_advantages(seq_advantages=result.seq_advantages, response_mask=response_mask)
-    adv = adv.to(token_level_rewards.dtype)
+        advantages = uniform_token_advantages(seq_advantages=result.seq_advantages, response_mask=response_mask)
+    advantages = advantages.to(token_level_rewards.dtype)
     metrics = care_metrics(result, acc, think_len)
     metrics.update(
         {
@@ -194,5 +199,5 @@ def compute_care_advantage(
     )
     push_step_metrics(metrics)
     logger.info("CARE advantage: %s", {k: round(v, 4) for k, v in metrics.items()})
-    return adv, adv
+    return advantages, advantages
 

@@ -45,6 +45,7 @@ from verl.protocol import DataProto, pad_dataproto_to_divisor, unpad_dataproto
 from verl.utils.ray_utils import auto_await
 
 import recipe_care.rgr.agent_loop  # noqa: F401  (registers the "care_rgr" agent loop in this process)
+from recipe_care.advantage import acc_from_scores, is_correct
 from recipe_care.config import CareConfig, RgrConfig, config_get, is_care_estimator
 from recipe_care.log import warn_once
 from recipe_care.rgr.core import (
@@ -167,7 +168,7 @@ class CareAgentLoopManager(AgentLoopManager):
             return positive_mask(output.non_tensor_batch["acc"], len(output))
         warn_once("rgr.acc", "RGR: the reward function returns no 'acc'; a rollout counts as correct when its reward "
                              "is >= 1 (return a dict with 'acc', as reward_fns.compute_score does)")
-        return positive_mask((output.batch["rm_scores"].sum(-1) >= 1.0 - 1e-6).double().numpy(), len(output))
+        return positive_mask(acc_from_scores(output.batch["rm_scores"].sum(-1)).numpy(), len(output))
 
     def _new_positive(self, rep_out: DataProto, i: int) -> bool | None:
         """Verdict of repair row ``i`` from the same reward as the main rollout; None when it is unusable."""
@@ -176,8 +177,8 @@ class CareAgentLoopManager(AgentLoopManager):
             return None
         if "acc" in rep_out.non_tensor_batch:
             acc = first_finite(rep_out.non_tensor_batch["acc"], i)
-            return None if acc is None else abs(acc - 1.0) <= 1e-6
-        return score >= 1.0 - 1e-6
+            return None if acc is None else bool(is_correct([acc])[0])
+        return bool(is_correct(acc_from_scores([score]))[0])
 
     async def _repair(self, prompts: DataProto, output: DataProto) -> tuple[DataProto, StepStats]:
         n = len(output)
@@ -199,7 +200,7 @@ class CareAgentLoopManager(AgentLoopManager):
             self._positives(output),
             responses,
             valid,
-            self.span_parser,
+            self.span_parser.parse(responses, valid),
             ngram_n=self.care_config.ngram_n,
             ngram_dim=self.care_config.ngram_dim,
         )
