@@ -118,7 +118,8 @@ class CareConfig:
     """Pseudo-reward magnitude delta of the rescue. Default 0.1 [code ``care.rescue.delta``]."""
 
     refl_scale: Optional[float] = None
-    """s_refl: scale of an RGR row that still fails. Default ``None``, which means ``s/2`` [code ``rgr.s_refl: null``]."""
+    """s_refl: scale of an RGR row that still fails. Default ``None``, which means ``s/2``
+    [code ``rgr.s_refl: null``]."""
 
     gamma_pos: float = 0.005
     """Weight of think tokens of correct rollouts in region weighting (answer tokens weigh 1, think tokens of

@@ -20,9 +20,17 @@ per-step metrics                       the estimator (``care/*``), the RGR      
                                        metrics`
 =====================================  ==========================================  ====================================
 
-**Per row: batch keys** that only the TaskRunner reads (:data:`TASK_RUNNER_KEYS`): ``care_embeddings`` (the policy's
-pooled hidden states, from the old-log-prob pass to the estimator). The patches keep them out of the reference pass
-and drop them once the estimator has used them, so the actor update never ships them.
+**Per row: batch keys** that only the TaskRunner reads (:data:`TASK_RUNNER_KEYS`):
+
+- ``care_think_mask``, ``care_answer_mask``, ``care_has_think``, ``care_has_answer``, ``care_span_fingerprint``: the
+  think/answer spans, parsed once per step by their first consumer (RGR at rollout time, else the pooling mask, else
+  the estimator) and read by the others after a check that each row's response is still the one they were parsed
+  from (``recipe_care.spans.batch_spans``);
+- ``care_embeddings``: the policy's pooled hidden states, from the old-log-prob pass to the estimator.
+
+They travel with their rows through verl's ``union`` and ``balance_batch``. The patches keep them out of the
+old-log-prob and reference passes (taken out for the call, put back after) and drop them once the estimator has used
+them, so no worker pass, the actor update included, ever ships them.
 """
 
 from __future__ import annotations
@@ -31,10 +39,12 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from recipe_care.spans import SPAN_KEYS
+
 EMBEDDING_KEY = "care_embeddings"
 """``[N, H]`` float32 rationale embeddings (policy hidden states), from the old-log-prob pass to the estimator."""
 
-TASK_RUNNER_KEYS: tuple[str, ...] = (EMBEDDING_KEY,)
+TASK_RUNNER_KEYS: tuple[str, ...] = (EMBEDDING_KEY, *SPAN_KEYS)
 """Batch keys CARE adds for its own TaskRunner code: never sent to a worker pass, dropped after the advantage."""
 
 

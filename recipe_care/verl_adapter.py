@@ -9,7 +9,8 @@ verl's ``compute_advantage`` passes a custom estimator only ``token_level_reward
 | correctness ``acc``  | ``non_tensor_batch["acc"]`` (reward dict key)           | ``score >= 1``                  |
 | z-score reward       | ``token_level_scores.sum(-1)``: the verifier's score,  | ``token_level_rewards.sum(-1)`` |
 |                      | before any KL-in-reward penalty (as the authors)        |                                 |
-| think/answer spans   | ``responses`` decoded with the trainer's tokenizer      | whole response                  |
+| think/answer spans   | the span keys RGR or the pooling mask put on the batch, | whole response                  |
+|                      | else ``responses`` decoded with the trainer's tokenizer |                                 |
 | rationale embeddings | ``batch["care_embeddings"]`` (policy hidden states),    | hashed token n-grams of the     |
 |                      | dropped from the batch after this call                  | think span                      |
 | rescue log-probs     | ``old_log_probs`` (else ``rollout_log_probs``)          | first row of the group          |
@@ -36,7 +37,7 @@ from recipe_care.config import CareConfig, config_get
 from recipe_care.diagnostics import care_metrics
 from recipe_care.log import warn_once
 from recipe_care.ngram_profiles import ngram_embeddings
-from recipe_care.spans import anchor_lengths
+from recipe_care.spans import anchor_lengths, batch_spans
 from recipe_care.step_context import CONTEXT, EMBEDDING_KEY, push_step_metrics
 
 logger = logging.getLogger("recipe_care")
@@ -101,15 +102,13 @@ def compute_care_advantage(
         acc = acc_from_scores(rewards)
 
     responses = batch["responses"]
-    resp_len = responses.shape[1]
     if "attention_mask" in batch.keys():
-        valid = batch["attention_mask"][:, -resp_len:].to(torch.bool)
+        valid = batch["attention_mask"][:, -responses.shape[1]:].to(torch.bool)
     else:
         valid = response_mask.to(torch.bool)
-    parser = CONTEXT.span_parser()
+    spans = batch_spans(batch, CONTEXT.span_parser(), valid)  # parsed earlier in the step, or now
     think_rate = 0.0
-    if parser is not None:
-        spans = parser.parse(responses, valid)
+    if spans is not None:
         think_rate = float(spans.has_think.float().mean()) if n else 0.0
         think_mask, answer_mask = spans.think_mask, spans.answer_mask
         think_len, answer_len = anchor_lengths(spans, valid.sum(1))
@@ -191,7 +190,7 @@ def compute_care_advantage(
     metrics = care_metrics(result, acc, think_len)
     metrics.update(
         {
-            "care/spans_available": float(parser is not None),
+            "care/spans_available": float(spans is not None),
             "care/think_span_rate": think_rate,
             "care/hidden_embeddings": float(hidden),
             "care/step": float(-1 if step is None else step),

@@ -2,14 +2,15 @@
 
 One fresh interpreter (this file run as a script: the CPU platform, verl's Qwen2.5-VL monkey patches and our patches
 are process-wide, so they stay out of the pytest process) builds a tiny random Qwen2.5-VL, a rollout batch the way the
-legacy trainer holds it (left-padded prompts with one image each, right-padded responses with and without
-``<think>`` spans, M-RoPE position ids, ``multi_modal_inputs``), and a real ``TrainingWorker`` with verl's FSDP2
-engine. Then it calls verl's real ``RayPPOTrainer._compute_old_log_prob`` (patched by ``recipe_care.patches.hidden_states``)
-on a stand-in trainer whose ``actor_rollout_wg.compute_log_prob`` does what the Ray worker group does with 2
-data-parallel ranks: verl's ``BatchData`` chunk, ``TrainingWorker.infer_batch`` on each chunk
-(``engine.infer_batch`` → ``prepare_micro_batches`` → patched ``forward_step`` → ``postprocess_batch_func`` →
-``_postprocess_output``), verl's ``BatchData`` concat. Scenarios: static micro-batches of 2, dynamic batch size
-(rows reordered across micro-batches), the same batch with ``similarity=ngram`` and with ``grpo`` (patch inactive).
+legacy trainer holds it (left-padded prompts with one image each, right-padded responses with and without ``<think>``
+spans, M-RoPE position ids, ``multi_modal_inputs``), and a real ``TrainingWorker`` with verl's FSDP2 engine. Then it
+calls verl's real ``RayPPOTrainer._compute_old_log_prob`` (patched by ``recipe_care.patches.hidden_states``) on a
+stand-in trainer whose ``actor_rollout_wg.compute_log_prob`` does what the Ray worker group does with 2 data-parallel
+ranks: verl's ``BatchData`` chunk, ``TrainingWorker.infer_batch`` on each chunk (``engine.infer_batch`` →
+``prepare_micro_batches`` → patched ``forward_step`` → ``postprocess_batch_func`` → ``_postprocess_output``), verl's
+``BatchData`` concat. Scenarios: static micro-batches of 2, dynamic batch size (rows reordered across micro-batches),
+the same batch with ``similarity=ngram`` (carrying the span keys RGR would have left on it) and with ``grpo`` (patch
+inactive). CARE's TaskRunner keys (the parsed spans) stay on the batch and never reach the workers.
 
 The reference is computed before verl touches the model classes: plain HF, one unpadded sample at a time,
 ``output_hidden_states=True``, ``hidden_states[-1]`` mean-pooled over the think tokens (whole response when there is
@@ -171,6 +172,7 @@ def probe(model_dir: Path) -> dict:
     from verl.workers.engine.fsdp import transformer_impl
     from verl.workers.engine_workers import TrainingWorker
 
+    from recipe_care.spans import SPAN_KEYS, batch_spans
     from recipe_care.step_context import EMBEDDING_KEY, set_tokenizer
 
     result: dict = {"patched": [patches.is_patched(ray_trainer, ("hidden_states",)),
@@ -205,6 +207,7 @@ def probe(model_dir: Path) -> dict:
         """What the Ray worker group does for compute_log_prob with 2 data-parallel ranks, in process."""
 
         def compute_log_prob(self, data):
+            self.received = set(data.keys())
             chunks = BatchData(data).chunk(chunks=2)
             # Ray pickles each chunk to its worker and each output back
             outputs = [pickle.loads(pickle.dumps(worker.infer_batch(pickle.loads(pickle.dumps(c))))) for c in chunks]
@@ -235,13 +238,17 @@ def probe(model_dir: Path) -> dict:
         trainer = type("Trainer", (), {})()
         trainer.config, trainer.actor_rollout_wg = config, WorkerGroup()
         batch = make_batch()
+        if similarity == "ngram":  # the spans RGR's rollout manager leaves on the batch
+            batch_spans(batch.batch, TagSpanParser(processor.tokenizer))
         keys_before = sorted(batch.batch.keys())
         calls.update(micro_batches=0, sizes=[], lengths=[])
         old, _mfu = ray_trainer.RayPPOTrainer._compute_old_log_prob(trainer, batch)
         emb = old.batch[EMBEDDING_KEY] if EMBEDDING_KEY in old.batch.keys() else None
         return {
             "keys": sorted(old.batch.keys()),
-            "batch_keys_unchanged": sorted(batch.batch.keys()) == keys_before,
+            "batch_keys_added": sorted(set(batch.batch.keys()) - set(keys_before)),
+            "batch_keys_lost": sorted(set(keys_before) - set(batch.batch.keys())),
+            "span_keys_shipped": sorted(set(SPAN_KEYS) & trainer.actor_rollout_wg.received),
             "wg_restored": "compute_log_prob" not in vars(trainer.actor_rollout_wg),
             "micro_batches": calls["micro_batches"],
             "micro_batch_sizes": calls["sizes"],
@@ -270,6 +277,7 @@ def probe(model_dir: Path) -> dict:
         result[name] = res
     grpo.pop("old_log_probs", None)
     result["rows"] = len(rows)
+    result["span_keys"] = list(SPAN_KEYS)
     result["hidden_size"] = int(reference.shape[1])
     result["think_rows"] = spans.has_think.tolist()
     # the pooled embeddings differ between rows (no accidental broadcast of one row)
@@ -321,7 +329,10 @@ def test_embeddings_ride_along_without_changing_the_log_probs_or_the_batch(probe
     for name in ("static", "dynamic"):
         res = probe_result[name]
         assert res["keys"] == ["care_embeddings", "entropys", "old_log_probs"]
-        assert res["batch_keys_unchanged"] and res["wg_restored"] and res["extra_hooks_left"] == 0
+        assert res["wg_restored"] and res["extra_hooks_left"] == 0
+        # the pooling mask parsed the spans and kept them on the batch for the estimator; the workers never saw them
+        assert res["batch_keys_added"] == sorted(probe_result["span_keys"]) and res["batch_keys_lost"] == []
+        assert res["span_keys_shipped"] == []
 
 
 @pytest.mark.parametrize("name", ["ngram", "grpo"])
@@ -330,6 +341,8 @@ def test_inactive_unless_care_with_hidden_similarity(probe_result, name):
     assert res["shape"] is None and "care_embeddings" not in res["keys"]
     assert res["keys"] == ["entropys", "old_log_probs"]
     assert res["logprob_diff_vs_grpo"] == 0.0 and res["extra_hooks_left"] == 0
+    # ngram: the span keys already on the batch stay there and are not shipped; grpo: nothing of CARE's is added
+    assert res["batch_keys_added"] == res["batch_keys_lost"] == res["span_keys_shipped"] == []
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ verl 0.9.1 has no way to return hidden states from ``compute_log_prob``. Two sma
 ``algorithm.care.similarity`` ``auto`` or ``hidden``; every other run goes through verl's original functions:
 
 1. TaskRunner, ``verl.trainer.ppo.ray_trainer.RayPPOTrainer._compute_old_log_prob``: builds the pooling mask (the
-   ``<think>`` tokens of each response, found with the trainer's tokenizer, else the whole response) in verl's
-   no-padding layout and adds it as the tensor key ``care_pool_mask`` to the TensorDict that verl sends to
+   ``<think>`` tokens of each response, else the whole response; the spans come from the batch, where RGR put them
+   at rollout time, or are parsed here with the trainer's tokenizer and kept there: ``recipe_care.spans.batch_spans``)
+   in verl's no-padding layout and adds it as the tensor key ``care_pool_mask`` to the TensorDict that verl sends to
    ``actor_rollout_wg.compute_log_prob`` (for the duration of this call only, the worker-group method is wrapped on
    the instance); the workers return ``care_embeddings`` next to ``log_probs``, and the wrapper adds that ``[N, H]``
    float32 tensor to the returned DataProto, which ``fit()`` unions into the batch, where the ``care`` estimator
@@ -47,6 +48,7 @@ from recipe_care.hidden_pooling import (
 from recipe_care.log import warn_once
 from recipe_care.patches import is_marked, mark
 from recipe_care.patches.trainer import task_runner_keys_held_out
+from recipe_care.spans import batch_spans, response_valid_mask
 from recipe_care.step_context import CONTEXT, EMBEDDING_KEY
 
 logger = logging.getLogger("recipe_care")
@@ -89,19 +91,18 @@ def unsupported_reason(config: Any) -> str | None:
 def build_pool_mask(batch: Any) -> torch.Tensor:
     """Jagged nested ``[N, j]`` float32 pooling mask of a rollout DataProto, in the layout of verl's
     ``left_right_2_no_padding`` (same per-sample lengths as the packed ``input_ids``)."""
-    responses = batch.batch["responses"]
     attention_mask = batch.batch["attention_mask"]
-    valid = attention_mask[:, -responses.shape[1]:].to(torch.bool)
-    parser = CONTEXT.span_parser()
+    valid = response_valid_mask(batch.batch)
+    spans = batch_spans(batch.batch, CONTEXT.span_parser())  # parsed by RGR at rollout time, or now (and kept)
     think = None
-    if parser is None:
+    if spans is None:
         warn_once(
             "embeddings.spans",
             "CARE: no tokenizer is known in this process, so the hidden-state embeddings pool whole responses instead "
             "of their <think> spans.",
         )
     else:
-        think = parser.parse(responses, valid).think_mask
+        think = spans.think_mask
     response_mask = response_pool_mask(think, valid)
     return packed_pool_mask(sequence_pool_mask(response_mask, attention_mask), attention_mask)
 

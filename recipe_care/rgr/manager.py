@@ -8,12 +8,14 @@ shares the awake engine of the step. One training step:
 1. the normal rollout: ``AgentLoopManager.generate_sequences(prompts)`` (verl, unchanged; rewards come from the
    reward-loop workers, so the output carries ``rm_scores`` and ``acc``);
 2. selection (``recipe_care.rgr.core.select_representatives``): per group (``uid``) with a correct rollout and a
-   failure, the failure nearest to the anchor;
+   failure, the failure nearest to the anchor; the think/answer spans this parses stay on the output
+   (``recipe_care.spans.batch_spans``), so the pooling mask and the estimator of the step do not parse them again;
 3. ONE batched repair call ``AgentLoopManager.generate_sequences(repairs)`` for all groups of the step: the repair
    rows are the original prompt rows with ``agent_name = "care_rgr"`` and an ``rgr_request`` (repair context ids,
    T, top-p, max_tokens), padded to a multiple of the agent-loop worker count (padding rows do not generate) and
    unpadded after; the reward-loop workers score them with the same reward function as every row;
-4. the splice: each successful repair replaces the failure it repairs, in place (batch size and row order kept);
+4. the splice: each successful repair replaces the failure it repairs, in place (batch size and row order kept),
+   with the spans of its new response;
    columns ``rgr_row`` / ``rgr_failed`` (floats 0/1, on every row) tell the ``care`` estimator.
 
 Validation batches (``meta_info["validate"]``) and runs with RGR off only get the two columns (all 0); RGR off uses
@@ -64,6 +66,7 @@ from recipe_care.rgr.core import (
     truncate_cue,
     zero_flags,
 )
+from recipe_care.spans import TagSpanParser, batch_spans, response_valid_mask
 from recipe_care.step_context import push_step_metrics
 
 logger = logging.getLogger("recipe_care")
@@ -137,8 +140,6 @@ class CareAgentLoopManager(AgentLoopManager):
                 f"({fixed} tokens: tags and cue) must fit actor_rollout_ref.rollout.response_length="
                 f"{self.response_length}; lower algorithm.rgr.max_tokens or raise data.max_response_length"
             )
-        from recipe_care.spans import TagSpanParser
-
         self.span_parser = TagSpanParser(self.tokenizer)
 
     # ------------------------------------------------------------------------------------------------------------
@@ -192,7 +193,8 @@ class CareAgentLoopManager(AgentLoopManager):
         if "rm_scores" not in output.batch.keys():
             raise ValueError("RGR: the rollout output has no rm_scores; the agent-loop reward workers did not score it")
         responses = output.batch["responses"]
-        valid = output.batch["attention_mask"][:, -responses.shape[1]:].bool()
+        valid = response_valid_mask(output.batch)
+        spans = batch_spans(output.batch, self.span_parser)  # the step's one full parse: carried on the batch
         stats.main_tokens = int(output.batch["response_mask"].sum())
 
         sel = select_representatives(
@@ -200,7 +202,7 @@ class CareAgentLoopManager(AgentLoopManager):
             self._positives(output),
             responses,
             valid,
-            self.span_parser.parse(responses, valid),
+            spans,
             ngram_n=self.care_config.ngram_n,
             ngram_dim=self.care_config.ngram_dim,
         )
@@ -278,7 +280,9 @@ class CareAgentLoopManager(AgentLoopManager):
         stats.failed = len(verdict) - stats.passed
         if keep:
             target = [rows[j] for j in keep]
-            output, report = splice_rows(output, rep_out.select_idxs(np.asarray(keep, dtype=np.int64)), target)
+            repaired = rep_out.select_idxs(np.asarray(keep, dtype=np.int64))
+            batch_spans(repaired.batch, self.span_parser)  # spans of the repaired rows only, spliced in with them
+            output, report = splice_rows(output, repaired, target)
             if report.filled:
                 warn_once("rgr.filled", "RGR: repaired rows have no value for column(s) %s of the rollout output; "
                                         "they hold None there", report.filled)
