@@ -39,6 +39,8 @@ extras_require = {
         "pytest-timeout==2.4.0",
         "pytest-asyncio>=0.23",
         "hypothesis==6.170.15",
+        # plots of the CPU learning run (recipe_care.testing.learn_curves, run_scripts/cpu_learn.sh)
+        "matplotlib==3.10.9",
     ],
 }
 

@@ -31,93 +31,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-RESPONSES = [
-    "<think>x is 5 because 2 plus 3</think><answer>5</answer>",
-    "the answer is 3",
-    "<think>add the sides then divide by two</think> <answer>12</answer>",
-    "<think>unclosed reasoning about the angle",
-    "<think>short</think><answer>7</answer>",
-    "<think>the triangle is right so use pythagoras and get 10</think><answer>10</answer>",
-    "no tags here, just words and 42",
-    "<think>maybe</think><answer>x</answer>",
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from recipe_care.testing.vl_rollout_batch import build_rollout_batch, free_port, position_ids, reference_embeddings
 
 
 def _setup_env(cuda: bool) -> None:
     os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(_free_port()), TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1",
+                      MASTER_PORT=str(free_port()), TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1",
                       TRANSFORMERS_OFFLINE="1")
     if not cuda:  # the CPU self-check goes through the project's CPU backend
         os.environ.update(VERL_PLATFORM="cpu", CARE_CPU_BACKEND="1")
-
-
-def build_batch(model_dir: Path, rows: int):
-    """Tensors of the legacy trainer's batch and the per-row multimodal inputs."""
-    import numpy as np
-    import torch
-    from PIL import Image
-    from transformers import AutoConfig, AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(model_dir)
-    tok = processor.tokenizer
-    image_token = AutoConfig.from_pretrained(model_dir).image_token_id
-    rng = np.random.default_rng(0)
-    samples = []
-    for i in range(rows):
-        text = RESPONSES[i % len(RESPONSES)]
-        size = (56, 56) if i % 2 == 0 else (84, 56)
-        image = Image.fromarray(rng.integers(0, 255, (size[1] * 4, size[0] * 4, 3), dtype=np.uint8))
-        prompt = ("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>what is x" + " ?" * (i % 3) +
-                  "<|im_end|>\n<|im_start|>assistant\n")
-        enc = processor(text=[prompt], images=[image], return_tensors="pt")
-        resp = tok.encode(text, add_special_tokens=False) + [tok.convert_tokens_to_ids("<|im_end|>")]
-        samples.append(dict(prompt=enc["input_ids"][0], response=torch.tensor(resp), pixel_values=enc["pixel_values"],
-                            image_grid_thw=enc["image_grid_thw"]))
-    n = len(samples)
-    p_len = max(len(s["prompt"]) for s in samples)
-    r_len = max(len(s["response"]) for s in samples) + 2
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    prompts = torch.full((n, p_len), pad, dtype=torch.long)
-    responses = torch.full((n, r_len), pad, dtype=torch.long)
-    attn = torch.zeros(n, p_len + r_len, dtype=torch.long)
-    for i, s in enumerate(samples):
-        lp, lr = len(s["prompt"]), len(s["response"])
-        prompts[i, p_len - lp:] = s["prompt"]
-        responses[i, :lr] = s["response"]
-        attn[i, p_len - lp:p_len] = 1
-        attn[i, p_len:p_len + lr] = 1
-    tensors = dict(prompts=prompts, responses=responses, input_ids=torch.cat([prompts, responses], 1),
-                   attention_mask=attn)
-    return processor, image_token, samples, tensors
-
-
-def add_position_ids(model, image_token, samples, tensors) -> None:
-    """verl's (4, seq) position ids for Qwen2.5-VL / Qwen3-VL: text positions, then the 3 M-RoPE rows."""
-    import torch
-
-    input_ids, attn = tensors["input_ids"], tensors["attention_mask"]
-    n, s = input_ids.shape
-    pos = torch.ones(n, 4, s, dtype=torch.long)
-    for i, smp in enumerate(samples):
-        keep = attn[i].bool()
-        ids = input_ids[i, keep].unsqueeze(0)
-        vision, _ = model.model.get_rope_index(ids, (ids == image_token).to(torch.int32),
-                                               image_grid_thw=smp["image_grid_thw"])
-        pos[i, 0, keep] = torch.arange(int(keep.sum()))
-        pos[i, 1:, keep] = vision[:, 0, :].to(pos.device)
-    tensors["position_ids"] = pos
 
 
 def pool_masks(processor, tensors):
@@ -139,28 +66,12 @@ def reference(model_dir: Path, work: Path, rows: int, device: str) -> None:
 
     if not (model_dir / "config.json").is_file():
         build_tiny_qwen25vl(model_dir)
-    processor, image_token, samples, tensors = build_batch(model_dir, rows)
+    processor, samples, tensors = build_rollout_batch(model_dir, rows, image_scale=4)
     model = AutoModelForImageTextToText.from_pretrained(model_dir, attn_implementation="sdpa",
                                                         torch_dtype=torch.float32).to(device).eval()
-    add_position_ids(model, image_token, samples, tensors)
-    pool = pool_masks(processor, tensors)
-    p_len = tensors["prompts"].shape[1]
-    ref, shifted = [], []
-    for i, smp in enumerate(samples):
-        keep = tensors["attention_mask"][i].bool()
-        ids = tensors["input_ids"][i, keep].unsqueeze(0).to(device)
-        with torch.no_grad():
-            h = model(input_ids=ids, pixel_values=smp["pixel_values"].to(device),
-                      image_grid_thw=smp["image_grid_thw"].to(device),
-                      mm_token_type_ids=(ids == image_token).to(torch.int32),
-                      output_hidden_states=True).hidden_states[-1][0].float().cpu()
-        r = int(tensors["attention_mask"][i, p_len:].sum())
-        w = pool[i, :r].float()
-        for out, hh in ((ref, h[-r:]), (shifted, h[-r - 1:-1])):
-            mean = (hh * w[:, None]).sum(0) / w.sum()
-            out.append(mean / mean.norm())
-    torch.save({"tensors": tensors, "samples": samples, "reference": torch.stack(ref),
-                "shifted": torch.stack(shifted)}, work / "batch.pt")
+    tensors["position_ids"] = position_ids(model, tensors, samples)
+    ref, shifted = reference_embeddings(model, tensors, samples, pool_masks(processor, tensors), shifts=(0, 1))
+    torch.save({"tensors": tensors, "samples": samples, "reference": ref, "shifted": shifted}, work / "batch.pt")
 
 
 def run_layout(model_dir: Path, work: Path, layout: str, cuda: bool) -> None:

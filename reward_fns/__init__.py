@@ -10,6 +10,9 @@ verl wiring (0.9.1)::
 returns, for every sample of every source, ``{"score": float, "acc": float, "format": float, "extracted": float,
 "pred": str}``: ``acc`` (1.0/0.0) is the verdict CARE must use to call a rollout correct; ``score`` is the training
 scalar ``(1 - format_weight) * acc + format_weight * format``. See ``docs/verifiers.md``.
+
+For evaluation runs, ``reward_fns.evaluation.compute_score`` (``path=pkg://reward_fns.evaluation``) returns the same
+verdict plus each record's data source, id and verifier fields, which ``python -m recipe_care.eval_table`` tables.
 """
 
 from __future__ import annotations

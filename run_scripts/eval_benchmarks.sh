@@ -26,7 +26,8 @@
 #   MAX_PROMPT_LENGTH [16384] (image tokens included; longer prompts are dropped by verl and reported by the table)
 #   MAX_RESPONSE_LENGTH [2048]  MIN_PIXELS [262144]  MAX_PIXELS [4194304]
 #   VERIFIER_MODE [train]  (reward_fns mode during the run)   RESCORE [official] (also table the official re-score;
-#       none: only the run's verifier)
+#       none: only the run's verifier). We-Math's official rule reads only its own `<Answer>: <<option>>` template,
+#       which this prompt does not ask for: that table marks We-Math not comparable and shows its train-rule number
 #   Hardware: NGPUS [8]  NNODES [1]  RAY_ADDRESS [] (a Ray cluster: docs/run_scripts.md)  TP [2]  GPU_MEM_UTIL [0.6]
 #       OFFLOAD [1] (the actor is only loaded, not trained)
 #   WANDB [0]  LOGGER  DRY_RUN [0]  PYTHON  DATA_PREP_ARGS (e.g. "--local-root /data/copies")
@@ -148,7 +149,7 @@ care_launch "$PY" -m recipe_care.main \
     actor_rollout_ref.rollout.max_num_batched_tokens="$((MAX_LEN > 8192 ? MAX_LEN : 8192))" \
     actor_rollout_ref.rollout.enable_chunked_prefill=False \
     actor_rollout_ref.rollout.multi_stage_wake_up=True \
-    reward.custom_reward_function.path=pkg://recipe_care.eval_table \
+    reward.custom_reward_function.path=pkg://reward_fns.evaluation \
     reward.custom_reward_function.reward_kwargs.format_weight=0.0 \
     ++reward.custom_reward_function.reward_kwargs.mode="$VERIFIER_MODE" \
     trainer.n_gpus_per_node="$NGPUS" \

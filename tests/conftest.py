@@ -1,5 +1,7 @@
 """Shared test helpers. The benchmark fixture records live in the repository: tests/fixtures/benchmarks/."""
 
+import gc
+import time
 from pathlib import Path
 
 import pytest
@@ -13,3 +15,19 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():  # never skip silently: the fixtures are part of the suite
         raise FileNotFoundError(f"benchmark fixtures not found at {FIXTURES}: the checkout is incomplete")
     return FIXTURES
+
+
+def cpu_seconds(fn, *args, **kwargs):
+    """``(fn(*args, **kwargs), CPU seconds of this thread spent in it)``, with the cyclic garbage collector paused.
+
+    The suite's process holds torch, verl and sympy objects; a full collection that happens to start inside the timed
+    call costs up to a second on a loaded 2-core host and belongs to the process, not to the input being timed.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.thread_time()
+        result = fn(*args, **kwargs)
+        return result, time.thread_time() - start
+    finally:
+        gc.enable()

@@ -34,106 +34,11 @@ TOL = 1e-4
 # --------------------------------------------------------------------------------------------------------------
 # the probe (runs in its own interpreter)
 # --------------------------------------------------------------------------------------------------------------
-RESPONSES = [
-    "<think>x is 5 because 2 plus 3</think><answer>5</answer>",
-    "the answer is 3",  # no think span: pool the whole response
-    "<think>add the sides then divide by two</think> <answer>12</answer>",
-    "<think>unclosed reasoning about the angle",  # think runs to the end
-    "<think>short</think><answer>7</answer>",
-    "<think>the triangle is right so use pythagoras and get 10</think><answer>10</answer>",
-    "no tags here, just words and 42",
-    "<think>maybe</think><answer>x</answer>",
-]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _build_batch(model_dir: Path):
-    """A rollout DataProto as the legacy trainer holds it before ``_compute_old_log_prob``, and the per-row pieces
-    the reference needs."""
-    import numpy as np
-    import torch
-    from PIL import Image
-    from transformers import AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(model_dir)
-    tok = processor.tokenizer
-    rng = np.random.default_rng(0)
-    rows = []
-    for i, text in enumerate(RESPONSES):
-        size = (56, 56) if i % 2 == 0 else (84, 56)
-        image = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
-        prompt = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>what is x" + " ?" * (i % 3) + \
-                 "<|im_end|>\n<|im_start|>assistant\n"
-        enc = processor(text=[prompt], images=[image], return_tensors="pt")
-        resp = tok.encode(text, add_special_tokens=False) + [tok.convert_tokens_to_ids("<|im_end|>")]
-        rows.append(dict(prompt=enc["input_ids"][0], response=torch.tensor(resp), pixel_values=enc["pixel_values"],
-                         image_grid_thw=enc["image_grid_thw"]))
-    n = len(rows)
-    p_len = max(len(r["prompt"]) for r in rows)
-    r_len = max(len(r["response"]) for r in rows) + 2
-    pad = tok.pad_token_id
-    prompts = torch.full((n, p_len), pad, dtype=torch.long)
-    responses = torch.full((n, r_len), pad, dtype=torch.long)
-    attn = torch.zeros(n, p_len + r_len, dtype=torch.long)
-    for i, r in enumerate(rows):
-        lp, lr = len(r["prompt"]), len(r["response"])
-        prompts[i, p_len - lp:] = r["prompt"]
-        responses[i, :lr] = r["response"]
-        attn[i, p_len - lp:p_len] = 1
-        attn[i, p_len:p_len + lr] = 1
-    input_ids = torch.cat([prompts, responses], dim=1)
-    return processor, rows, dict(prompts=prompts, responses=responses, input_ids=input_ids, attention_mask=attn)
-
-
-def _position_ids(model, tensors, rows):
-    """verl's (4, seq) layout for Qwen2.5-VL: text positions, then the 3 M-RoPE rows, at the valid positions."""
-    import torch
-
-    image_token = model.config.image_token_id
-    input_ids, attn = tensors["input_ids"], tensors["attention_mask"]
-    n, s = input_ids.shape
-    pos = torch.ones(n, 4, s, dtype=torch.long)
-    for i, r in enumerate(rows):
-        keep = attn[i].bool()
-        ids = input_ids[i, keep].unsqueeze(0)
-        mm = (ids == image_token).to(torch.int32)
-        vision, _ = model.model.get_rope_index(ids, mm, image_grid_thw=r["image_grid_thw"])
-        pos[i, 0, keep] = torch.arange(int(keep.sum()))
-        pos[i, 1:, keep] = vision[:, 0, :]
-    return pos
-
-
-def _reference(model, tensors, rows, think_masks):
-    """Per sample, unpadded: hidden_states[-1] mean-pooled over the pooled response tokens, L2-normalised."""
-    import torch
-
-    image_token = model.config.image_token_id
-    out = []
-    for i, r in enumerate(rows):
-        keep = tensors["attention_mask"][i].bool()
-        ids = tensors["input_ids"][i, keep].unsqueeze(0)
-        with torch.no_grad():
-            h = model(input_ids=ids, pixel_values=r["pixel_values"], image_grid_thw=r["image_grid_thw"],
-                      mm_token_type_ids=(ids == image_token).to(torch.int32),
-                      output_hidden_states=True).hidden_states[-1][0]
-        r_len = int(tensors["attention_mask"][i, tensors["prompts"].shape[1]:].sum())
-        resp_h = h[-r_len:]
-        w = think_masks[i, :r_len].to(torch.float32)
-        mean = (resp_h * w[:, None]).sum(0) / w.sum()
-        out.append(mean / mean.norm())
-    return torch.stack(out)
-
-
 def probe(model_dir: Path) -> dict:
+    from recipe_care.testing.vl_rollout_batch import build_rollout_batch, free_port, position_ids, reference_embeddings
+
     os.environ.update(VERL_PLATFORM="cpu", CARE_CPU_BACKEND="1", RANK="0", WORLD_SIZE="1", LOCAL_RANK="0",
-                      LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
+                      LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
                       TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     import pickle
 
@@ -146,14 +51,14 @@ def probe(model_dir: Path) -> dict:
     from recipe_care.testing import build_tiny_qwen25vl
 
     build_tiny_qwen25vl(model_dir)
-    processor, rows, tensors = _build_batch(model_dir)
+    processor, rows, tensors = build_rollout_batch(model_dir)
     ref_model = AutoModelForImageTextToText.from_pretrained(model_dir, attn_implementation="eager").eval()
-    tensors["position_ids"] = _position_ids(ref_model, tensors, rows)
+    tensors["position_ids"] = position_ids(ref_model, tensors, rows)
     r_len = tensors["responses"].shape[1]
     resp_valid = tensors["attention_mask"][:, -r_len:].bool()
     spans = TagSpanParser(processor.tokenizer).parse(tensors["responses"], resp_valid)
     pool = response_pool_mask(spans.think_mask, resp_valid)
-    reference = _reference(ref_model, tensors, rows, pool)
+    (reference,) = reference_embeddings(ref_model, tensors, rows, pool)
     del ref_model
 
     # ---- verl from here on. Our post-import hook goes in first, then ``import verl`` runs the plugin, which installs

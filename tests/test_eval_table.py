@@ -1,7 +1,7 @@
 """The evaluation table (``python -m recipe_care.eval_table``) on a small dump written by verl's own code.
 
 The benchmark rows come from the fixture records through the real converters (``data_prep.all``); each row gets a
-right or a wrong response on a fixed pattern, is scored by the evaluation reward (``recipe_care.eval_table.
+right or a wrong response on a fixed pattern, is scored by the evaluation reward (``reward_fns.evaluation.
 compute_score``), and verl 0.9.1 writes what its validation writes: the generations dump
 (``RayPPOTrainer._write_generations``, the ``trainer.validation_data_dir`` writer) and the ``val-core`` metrics
 (``RayPPOTrainer._val_metrics_update`` logged by verl's ``FileLogger``). Expected accuracies are computed here from the
@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from recipe_care import eval_table
+from reward_fns import evaluation as eval_reward
 
 REPO = Path(__file__).resolve().parents[1]
 SIX = ("mathvista_testmini", "mmmu_pro_standard10", "mmmu_pro_vision", "mathverse_testmini", "mathvision_test",
@@ -63,13 +64,14 @@ def verl_writers():
     return RayPPOTrainer, FileLogger
 
 
-def write_run(folder: Path, rows: list[dict], writers, *, reward=eval_table.compute_score, format_weight=0.0,
-              pattern=correct_pattern, step=0, settings=SETTINGS, data_dir: Path | None = None) -> dict:
+def write_run(folder: Path, rows: list[dict], writers, *, reward=eval_reward.compute_score, format_weight=0.0,
+              pattern=correct_pattern, step=0, settings=SETTINGS, data_dir: Path | None = None,
+              respond=None) -> dict:
     """What verl's _validate does after generation: reward dicts -> dump + val-core metrics (file logger)."""
     trainer_cls, file_logger = writers
     outputs, scores, infos = [], [], {}
     for i, row in enumerate(rows):
-        text = response(row, pattern(i))
+        text = (respond or response)(row, pattern(i))
         result = reward(row["data_source"], text, row["reward_model"]["ground_truth"], row["extra_info"],
                         format_weight=format_weight)
         outputs.append(text)
@@ -134,8 +136,8 @@ def test_eval_reward_keeps_the_verdict_and_tags_the_record(records):
     keys = None
     for row in records:
         text = response(row, True)
-        plain = reward_fns.compute_score(row["data_source"], text, row["reward_model"]["ground_truth"], row["extra_info"])
-        tagged = eval_table.compute_score(row["data_source"], text, row["reward_model"]["ground_truth"], row["extra_info"])
+        args = (row["data_source"], text, row["reward_model"]["ground_truth"], row["extra_info"])
+        plain, tagged = reward_fns.compute_score(*args), eval_reward.compute_score(*args)
         assert {k: tagged[k] for k in plain} == plain
         assert tagged["eval_data_source"] == row["data_source"]
         assert tagged["eval_record_id"] == row["extra_info"]["id"]
@@ -202,7 +204,8 @@ def test_rescore_official_matches_direct_official_scoring(tmp_path, records, ver
                                        row["extra_info"], mode="official")
         official.setdefault(row["data_source"], []).append(res["acc"])
     assert any(sum(v) < len(v) for v in official.values()), "fixture no longer separates official from train scoring"
-    assert run_table("--generations", str(run / "generations"), "--rescore", "official", "--out", str(tmp_path / "o")) == 0
+    assert run_table("--generations", str(run / "generations"), "--rescore", "official",
+                     "--out", str(tmp_path / "o")) == 0
     rows = read_csv(tmp_path / "o" / "eval_table_official.csv")
     per_source = {r["data_source"]: r for r in rows if r["row"] == "data_source"}
     for ds, accs in official.items():
@@ -275,7 +278,7 @@ def test_plain_verl_dump_without_data_source_is_refused(tmp_path, records, verl_
     write_run(run, records, verl_writers, reward=reward_fns.compute_score)  # stock reward: no eval_data_source
     assert run_table("--generations", str(run / "generations"), "--out", str(tmp_path / "o")) == 2
     err = capsys.readouterr().err
-    assert "0.jsonl line 1 has no data source" in err and "pkg://recipe_care.eval_table" in err and "--metrics" in err
+    assert "0.jsonl line 1 has no data source" in err and "pkg://reward_fns.evaluation" in err and "--metrics" in err
     # ...while its metrics file still tables
     assert run_table("--metrics", str(run / "metrics.jsonl"), "--out", str(tmp_path / "o")) == 0
 
@@ -324,3 +327,114 @@ def test_folder_without_dump_is_refused(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert run_table("--generations", str(tmp_path / "empty"), "--out", str(tmp_path / "o")) == 2
     assert "not a verl validation dump" in capsys.readouterr().err
+
+
+# --- We-Math under the official re-score: its official rule reads only answers in We-Math's own template ----------
+
+
+def wemath_template(row: dict, right: bool) -> str:
+    """A response in We-Math's official answer template (what its own prompt asks for)."""
+    answer = row["reward_model"]["ground_truth"] if right else "E"
+    if not right and answer == row["reward_model"]["ground_truth"]:
+        answer = "D"
+    return f"<Thought process>: <<some reasoning>> <Answer>: <<{answer}>>"
+
+
+def official_by_source(rows: list[dict], respond, pattern, mode: str = "official") -> dict[str, float]:
+    """Direct scoring of the parquet records (independent of the table's dump reading)."""
+    import reward_fns
+
+    hits: dict[str, list[float]] = {}
+    for i, row in enumerate(rows):
+        result = reward_fns.compute_score(row["data_source"], respond(row, pattern(i)),
+                                          row["reward_model"]["ground_truth"], row["extra_info"], mode=mode)
+        hits.setdefault(row["data_source"], []).append(result["acc"])
+    return {ds: sum(v) / len(v) for ds, v in hits.items()}
+
+
+def test_official_wemath_in_our_format_is_not_comparable_and_shows_the_train_rule(tmp_path, records, verl_writers):
+    run = tmp_path / "r"
+    write_run(run, records, verl_writers)  # every response in the recipe's <think>/<answer> format
+    train = expected_by_source(records)  # the train rule reads the <answer>: the pattern's accuracy
+    official = official_by_source(records, response, correct_pattern)
+    assert official["wemath_testmini"] == 0.0 < train["wemath_testmini"]  # the silent zero this guards against
+    assert run_table("--generations", str(run / "generations"), "--rescore", "official",
+                     "--out", str(tmp_path / "o")) == 0
+    rows = read_csv(tmp_path / "o" / "eval_table_official.csv")
+    n_wemath = sum(1 for r in records if r["data_source"] == "wemath_testmini")
+    source = next(r for r in rows if r["row"] == "data_source" and r["data_source"] == "wemath_testmini")
+    assert (source["accuracy_pct"], source["in_template"]) == ("0.00", "0")  # the official number is kept, with why
+    assert float(source["train_rule_pct"]) == pytest.approx(100 * train["wemath_testmini"], abs=0.005)
+    bench = next(r for r in rows if r["row"] == "benchmark" and r["benchmark"] == "We-Math")
+    assert bench["accuracy_pct"] == "" and f"0/{n_wemath} responses in We-Math's answer template" in bench["note"]
+    assert float(bench["train_rule_pct"]) == pytest.approx(100 * train["wemath_testmini"], abs=0.005)
+    (macro,) = [r for r in rows if r["row"] == "macro"]
+    assert macro["accuracy_pct"] == "" and "not comparable: We-Math" in macro["note"]
+    (mixed,) = [r for r in rows if r["row"] == "macro_train_rule"]
+    expected = expected_macro({**official, "wemath_testmini": train["wemath_testmini"]})
+    assert float(mixed["accuracy_pct"]) == pytest.approx(100 * expected, abs=0.005)
+    # the other five keep their official numbers
+    others = {r["benchmark"]: r for r in rows if r["row"] == "benchmark" and r["benchmark"] != "We-Math"}
+    assert float(others["LogicVista"]["accuracy_pct"]) == pytest.approx(100 * official["logicvista_test"], abs=0.005)
+    assert all(r["train_rule_pct"] == "" for r in others.values())
+    md = (tmp_path / "o" / "eval_table_official.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| We-Math |"))
+    assert "not comparable (official rule 0.00)" in line and f"train rule: {100 * train['wemath_testmini']:.2f}" in line
+    macro_line = "| **Macro average, We-Math by the train rule** | the official rule elsewhere |"
+    assert f"{macro_line} **{100 * expected:.2f}** |" in md
+    assert "- r: We-Math:" in md and "not comparable with published We-Math numbers" in md
+    # the train-rule table of the same dump has no such mark
+    assert run_table("--generations", str(run / "generations"), "--out", str(tmp_path / "o")) == 0
+    assert "not comparable" not in (tmp_path / "o" / "eval_table.md").read_text()
+
+
+def test_official_wemath_in_its_own_template_is_comparable(tmp_path, records, verl_writers):
+    def respond(row, right):
+        return (wemath_template if row["data_source"] == "wemath_testmini" else response)(row, right)
+
+    run = tmp_path / "r"
+    write_run(run, records, verl_writers, respond=respond)
+    official = official_by_source(records, respond, correct_pattern)
+    assert official["wemath_testmini"] == pytest.approx(expected_by_source(records)["wemath_testmini"])
+    assert run_table("--generations", str(run / "generations"), "--rescore", "official",
+                     "--out", str(tmp_path / "o")) == 0
+    rows = read_csv(tmp_path / "o" / "eval_table_official.csv")
+    bench = next(r for r in rows if r["row"] == "benchmark" and r["benchmark"] == "We-Math")
+    assert float(bench["accuracy_pct"]) == pytest.approx(100 * official["wemath_testmini"], abs=0.005)
+    assert bench["note"] == "" and bench["train_rule_pct"] == ""
+    (macro,) = [r for r in rows if r["row"] == "macro"]
+    assert float(macro["accuracy_pct"]) == pytest.approx(100 * expected_macro(official), abs=0.005)
+    assert not [r for r in rows if r["row"] == "macro_train_rule"]
+
+
+def test_official_wemath_with_a_minority_in_its_template_is_not_comparable(tmp_path, records, verl_writers):
+    wemath = [i for i, r in enumerate(records) if r["data_source"] == "wemath_testmini"]
+    templated = {id(records[i]) for i in wemath[: (len(wemath) - 1) // 2]}  # just under half
+
+    def respond(row, right):
+        return (wemath_template if id(row) in templated else response)(row, right)
+
+    run = tmp_path / "r"
+    write_run(run, records, verl_writers, respond=respond, settings={**SETTINGS, "verifier_mode": "official"},
+              reward=lambda *a, **k: eval_reward.compute_score(*a, mode="official", **k))
+    # the run itself scored with mode=official (VERIFIER_MODE=official): no re-score needed for the mark
+    assert run_table("--generations", str(run / "generations"), "--out", str(tmp_path / "o")) == 0
+    rows = read_csv(tmp_path / "o" / "eval_table.csv")
+    source = next(r for r in rows if r["row"] == "data_source" and r["data_source"] == "wemath_testmini")
+    assert int(source["in_template"]) == len(templated) < len(wemath) / 2
+    official = official_by_source(records, respond, correct_pattern)
+    assert official["wemath_testmini"] > 0  # the templated right answers count officially
+    assert float(source["accuracy_pct"]) == pytest.approx(100 * official["wemath_testmini"], abs=0.005)
+    bench = next(r for r in rows if r["row"] == "benchmark" and r["benchmark"] == "We-Math")
+    assert bench["accuracy_pct"] == "" and f"{len(templated)}/{len(wemath)} responses" in bench["note"]
+    train = official_by_source(records, respond, correct_pattern, mode="train")  # the train rule, as it reads them
+    assert float(bench["train_rule_pct"]) == pytest.approx(100 * train["wemath_testmini"], abs=0.005)
+
+
+def test_doctests():
+    import doctest
+
+    from recipe_care.eval import benchmarks
+
+    for module in (eval_reward, benchmarks):
+        assert doctest.testmod(module).failed == 0, module.__name__

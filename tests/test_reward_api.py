@@ -34,6 +34,7 @@ SAMPLES = {
     "mathvision_testmini": ("3", {"choices": []}, "3"),
     "wemath_testmini": ("C", {"choices": ["1", "2", "3", "No correct answer"]}, "C"),
     "logicvista_test": ("3", {}, "3"),
+    "synthetic_shapes": ("C", {"choices": ["red", "green", "blue", "yellow"]}, "C"),
 }
 
 
@@ -48,6 +49,7 @@ def test_data_sources_are_the_contract_keys():
         "mathvision_testmini",
         "wemath_testmini",
         "logicvista_test",
+        "synthetic_shapes",
     )
     assert set(SAMPLES) == set(DATA_SOURCES)
     assert all(callable(v) for v in DATA_SOURCES.values())

@@ -1,10 +1,10 @@
 """RGR through verl's real AgentLoopManager / AgentLoopWorker / agent-loop / reward-loop code path on a local Ray.
 
-The only doubles are ``recipe_care.rgr.testing``: a scripted LLM server (deterministic: row ``i`` of the batch gets
-``MAIN[i]``, the repair of row ``i`` gets the step's repair script) that is also verl's ``RewardLoopWorker`` with the
-scripted verifier (``acc = 1`` iff the last ``<answer>`` equals the ground truth), and a client that routes verl's
-``LLMServerClient`` straight to it. Tokenizer, processor and config come from the locally built tiny Qwen2.5-VL;
-every prompt carries an image. One module-scoped cluster (2 agent-loop workers) serves all tests.
+The only doubles are ``recipe_care.testing.rgr_doubles``: a scripted LLM server (deterministic: row ``i`` of the
+batch gets ``MAIN[i]``, the repair of row ``i`` gets the step's repair script) that is also verl's
+``RewardLoopWorker`` with the scripted verifier (``acc = 1`` iff the last ``<answer>`` equals the ground truth), and
+a client that routes verl's ``LLMServerClient`` straight to it. Tokenizer, processor and config come from the locally
+built tiny Qwen2.5-VL; every prompt carries an image. One module-scoped cluster (2 agent-loop workers) serves all tests.
 
 Batch: 5 groups x 4 rollouts.
   g0 (rows 0-3, truth 50): anchor row 1, nearest failure row 2 (think span)   -> repair "50"  passes
@@ -61,7 +61,7 @@ def rig(tmp_path_factory):
     from verl.experimental.agent_loop.agent_loop import AgentLoopManager
 
     from recipe_care.rgr.manager import CareAgentLoopManager
-    from recipe_care.rgr.testing import DirectServerClient, ScriptedRolloutServer, compose_config
+    from recipe_care.testing.rgr_doubles import DirectServerClient, ScriptedRolloutServer, compose_config
     from recipe_care.testing.tiny_models import build_tiny_qwen25vl
 
     model = build_tiny_qwen25vl(tmp_path_factory.mktemp("rgr_ray") / "qwen25vl")
@@ -281,7 +281,7 @@ def test_validation_batches_are_never_repaired(rig):
 
 @pytest.mark.timeout(180)
 def test_fault_paths_keep_the_original_rows(rig):
-    from recipe_care.rgr.testing import RAISE, RAISE_REWARD
+    from recipe_care.testing.rgr_doubles import RAISE, RAISE_REWARD
 
     ref = rig["reference"]
     # a failed generation (row 2) and an empty one (row 6) are skipped; the good repair (row 17) is spliced

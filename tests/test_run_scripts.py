@@ -230,7 +230,7 @@ def test_eval_config_is_greedy_single_sample_val_only(dry):
     assert cfg["trainer"]["resume_mode"] == "disable"
     assert cfg["trainer"]["validation_data_dir"] == str(tmp / "outputs" / "eval_Qwen2.5-VL-7B-Instruct" / "generations")
     assert cfg["data"]["val_files"] == [str(tmp / "data" / f"{stem}.parquet") for stem in EVAL_STEMS]
-    assert cfg["reward"]["custom_reward_function"]["path"] == "pkg://recipe_care.eval_table"
+    assert cfg["reward"]["custom_reward_function"]["path"] == "pkg://reward_fns.evaluation"
     assert cfg["reward"]["custom_reward_function"]["reward_kwargs"]["mode"] == "train"
     assert cfg["algorithm"]["rgr"]["enable"] is False
     assert cfg["actor_rollout_ref"]["model"]["path"] == "Qwen/Qwen2.5-VL-7B-Instruct"

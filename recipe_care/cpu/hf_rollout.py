@@ -16,6 +16,13 @@ A random tiny model would happily sample ``<|image_pad|>`` and friends, which br
 prompt+response; the server therefore suppresses every special token except EOS (and any id past the tokenizer).
 Log-probabilities are computed from the raw logits divided by the temperature (what the actor recomputes), not from
 the processed sampling scores.
+
+The agent loop sends every sample of a step as its own concurrent request. The server queues them and generates the
+whole queue in one batched ``generate`` per sampling setting (left-padded prompts, images concatenated in order,
+each row cut at its own EOS and token budget): it waits until no new request has arrived for
+``CARE_HFCPU_BATCH_WINDOW_MS`` (default 50 ms; at most ``CARE_HFCPU_BATCH_MAX_WAIT_MS``, default 500 ms, and
+``CARE_HFCPU_MAX_BATCH`` rows, default 256), and requests that arrive while a batch runs form the next one. 64 short
+responses then cost one ``generate`` instead of 64 (``get_batch_stats`` counts calls and requests).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -66,8 +74,16 @@ def _mm_token_type_ids(input_ids: torch.Tensor, image_token_id: int | None, vide
     return types
 
 
+@dataclass
+class _Request:
+    prompt_ids: list[int]
+    sampling_params: dict[str, Any]
+    image_data: list[Any] | None
+    future: asyncio.Future | None
+
+
 class HFCPUServer:
-    """Ray actor serving ``generate`` with ``transformers`` on the CPU, one request at a time."""
+    """Ray actor serving ``generate`` with ``transformers`` on the CPU; concurrent requests are batched."""
 
     def __init__(self, config, model_config, replica_rank: int = 0):
         from transformers import GenerationConfig
@@ -79,6 +95,8 @@ class HFCPUServer:
         self.model_config = omega_conf_to_dataclass(model_config, dataclass_type=HFModelConfig)
         self.replica_rank = replica_rank
         self.global_steps: int | None = None
+        # sampling is reproducible from the rollout's seed (verl's ``actor_rollout_ref.rollout.seed``)
+        torch.manual_seed(int(getattr(self.config, "seed", 0) or 0) + replica_rank)
         self.tokenizer = self.model_config.tokenizer
         self.processor = self.model_config.processor
         hf_config = self.model_config.hf_config
@@ -101,6 +119,12 @@ class HFCPUServer:
         self.image_token_id = getattr(hf_config, "image_token_id", None)
         self.video_token_id = getattr(hf_config, "video_token_id", None)
         self._lock = asyncio.Lock()
+        self._pending: list[_Request] = []
+        self._batcher: asyncio.Task | None = None
+        self.batch_window_s = float(os.environ.get("CARE_HFCPU_BATCH_WINDOW_MS", "50")) / 1000.0
+        self.max_wait_s = float(os.environ.get("CARE_HFCPU_BATCH_MAX_WAIT_MS", "500")) / 1000.0
+        self.max_batch = int(os.environ.get("CARE_HFCPU_MAX_BATCH", "256"))
+        self.batch_stats = {"batches": 0, "requests": 0, "max_batch": 0}
         self.last_update: dict[str, Any] = {}
         print(
             f"[hfcpu] server {server_actor_name(replica_rank)} ready: {type(self.model).__name__}, "
@@ -118,30 +142,55 @@ class HFCPUServer:
         requested = sampling_params.get("max_tokens", sampling_params.get("max_new_tokens", default))
         return max(1, min(int(requested), max(budget, 1)))
 
+    @staticmethod
+    def _sampling_key(sampling_params: dict[str, Any]) -> tuple:
+        """Requests with equal keys share one batched ``generate`` (max_new_tokens may differ: cut per row)."""
+        temperature = float(sampling_params.get("temperature", 1.0) or 0.0)
+        if temperature <= 0.0:
+            return ("greedy", float(sampling_params.get("repetition_penalty", 1.0)))
+        top_k = int(sampling_params.get("top_k", -1) or -1)
+        return (
+            temperature,
+            float(sampling_params.get("top_p", 1.0)),
+            top_k if top_k > 0 else -1,
+            float(sampling_params.get("repetition_penalty", 1.0)),
+        )
+
     @torch.no_grad()
-    def _generate_sync(self, prompt_ids, sampling_params, image_data) -> tuple[list[int], list[float]]:
+    def _generate_batch_sync(self, requests: list[_Request]) -> list[tuple[list[int], list[float]]]:
+        """One HF ``generate`` for requests with the same sampling key: left-padded prompts, per-row EOS and length
+        cuts, log-probs of the raw logits / temperature."""
         from transformers import GenerationConfig
 
-        input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long)
-        inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
-        if image_data:
+        params = requests[0].sampling_params
+        width = max(len(r.prompt_ids) for r in requests)
+        input_ids = torch.full((len(requests), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(requests), width), dtype=torch.long)
+        for i, r in enumerate(requests):  # left padding, as generation needs
+            input_ids[i, width - len(r.prompt_ids) :] = torch.tensor(list(r.prompt_ids), dtype=torch.long)
+            attention_mask[i, width - len(r.prompt_ids) :] = 1
+        inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        images = [img for r in requests for img in (r.image_data or [])]
+        if images:
             if self.processor is None:
                 raise ValueError("hfcpu: images given but the model has no processor")
-            vision = self.processor.image_processor(images=list(image_data), return_tensors="pt")
+            vision = self.processor.image_processor(images=images, return_tensors="pt")
             inputs["pixel_values"] = vision["pixel_values"]
             inputs["image_grid_thw"] = vision["image_grid_thw"]
-            inputs["mm_token_type_ids"] = _mm_token_type_ids(input_ids, self.image_token_id, self.video_token_id)
+            types = _mm_token_type_ids(input_ids, self.image_token_id, self.video_token_id)
+            inputs["mm_token_type_ids"] = types * attention_mask.to(types.dtype)  # padding is text
+        budgets = [self._max_new_tokens(r.sampling_params, len(r.prompt_ids)) for r in requests]
 
-        temperature = float(sampling_params.get("temperature", 1.0) or 0.0)
+        temperature = float(params.get("temperature", 1.0) or 0.0)
         greedy = temperature <= 0.0
-        top_k = int(sampling_params.get("top_k", -1) or -1)
+        top_k = int(params.get("top_k", -1) or -1)
         generation_config = GenerationConfig(
-            max_new_tokens=self._max_new_tokens(sampling_params, len(prompt_ids)),
+            max_new_tokens=max(budgets),
             do_sample=not greedy,
             temperature=None if greedy else temperature,
-            top_p=None if greedy else float(sampling_params.get("top_p", 1.0)),
+            top_p=None if greedy else float(params.get("top_p", 1.0)),
             top_k=None if greedy or top_k <= 0 else top_k,
-            repetition_penalty=float(sampling_params.get("repetition_penalty", 1.0)),
+            repetition_penalty=float(params.get("repetition_penalty", 1.0)),
             suppress_tokens=self.suppress_ids or None,
             eos_token_id=sorted(self.eos_ids),
             pad_token_id=self.pad_id,
@@ -149,16 +198,60 @@ class HFCPUServer:
             return_dict_in_generate=True,
         )
         out = self.model.generate(**inputs, generation_config=generation_config)
-        new_ids = out.sequences[0, input_ids.shape[1] :].tolist()
-        for i, tok in enumerate(new_ids):  # cut after the first EOS (kept, as vLLM does)
-            if tok in self.eos_ids:
-                new_ids = new_ids[: i + 1]
-                break
+        new = out.sequences[:, width:]
         scale = 1.0 if greedy else temperature
-        log_probs = [
-            torch.log_softmax(out.logits[i][0].float() / scale, dim=-1)[tok].item() for i, tok in enumerate(new_ids)
-        ]
-        return new_ids, log_probs
+        if out.logits:
+            logits = torch.stack(out.logits, dim=1).float() / scale  # (batch, steps, vocab)
+            token_lp = torch.log_softmax(logits, dim=-1).gather(-1, new[:, : logits.shape[1], None])[..., 0]
+        else:
+            token_lp = torch.zeros_like(new, dtype=torch.float32)
+        results = []
+        for i, budget in enumerate(budgets):
+            ids = new[i, :budget].tolist()
+            for j, tok in enumerate(ids):  # cut after the first EOS (kept, as vLLM does)
+                if tok in self.eos_ids:
+                    ids = ids[: j + 1]
+                    break
+            results.append((ids, token_lp[i, : len(ids)].tolist()))
+        return results
+
+    def _generate_sync(self, prompt_ids, sampling_params, image_data) -> tuple[list[int], list[float]]:
+        """One request on its own (the batched path with a batch of one)."""
+        return self._generate_batch_sync([_Request(list(prompt_ids), dict(sampling_params), image_data, None)])[0]
+
+    async def _batch_loop(self) -> None:
+        """Serve the queue: wait until requests stop arriving (``batch_window_s`` without a new one), then generate
+        everything queued in as few ``generate`` calls as there are sampling keys."""
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            started = loop.time()
+            seen = -1
+            while (
+                len(self._pending) != seen
+                and len(self._pending) < self.max_batch
+                and loop.time() - started < self.max_wait_s
+            ):
+                seen = len(self._pending)
+                await asyncio.sleep(self.batch_window_s)
+            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            groups: dict[tuple, list[_Request]] = {}
+            for request in batch:
+                groups.setdefault(self._sampling_key(request.sampling_params), []).append(request)
+            async with self._lock:
+                for group in groups.values():
+                    try:
+                        results = await asyncio.to_thread(self._generate_batch_sync, group)
+                    except Exception as err:  # noqa: BLE001 - every waiting request gets the error
+                        for request in group:
+                            if not request.future.done():
+                                request.future.set_exception(err)
+                        continue
+                    for request, result in zip(group, results):
+                        if not request.future.done():
+                            request.future.set_result(result)
+                    self.batch_stats["batches"] += 1
+                    self.batch_stats["requests"] += len(group)
+                    self.batch_stats["max_batch"] = max(self.batch_stats["max_batch"], len(group))
 
     async def generate(
         self,
@@ -175,8 +268,11 @@ class HFCPUServer:
         if video_data or audio_data:
             raise NotImplementedError("hfcpu rollout supports text and images only")
         sampling_params = dict(sampling_params)
-        async with self._lock:
-            token_ids, log_probs = await asyncio.to_thread(self._generate_sync, prompt_ids, sampling_params, image_data)
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append(_Request(list(prompt_ids), sampling_params, image_data, future))
+        if self._batcher is None or self._batcher.done():
+            self._batcher = asyncio.create_task(self._batch_loop())
+        token_ids, log_probs = await future
         return TokenOutput(
             token_ids=token_ids,
             log_probs=log_probs if sampling_params.get("logprobs") else None,
@@ -184,6 +280,10 @@ class HFCPUServer:
             num_preempted=0,
             extra_fields={"global_steps": self.global_steps},
         )
+
+    async def get_batch_stats(self) -> dict[str, int]:
+        """How many ``generate`` calls served how many requests (largest batch too), since the server started."""
+        return dict(self.batch_stats)
 
     # ----------------------------------------------------------------------------------------------------------------
     # weight sync
@@ -244,6 +344,8 @@ class HFCPUServer:
         return None
 
     async def wait_for_requests_to_drain(self):
+        while self._pending or (self._batcher is not None and not self._batcher.done()):
+            await asyncio.sleep(0.01)
         async with self._lock:
             return
 

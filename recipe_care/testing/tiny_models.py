@@ -101,8 +101,8 @@ _CORPUS = [
 _VOCAB_SIZE = 512  # target size of the trained BPE, special tokens included; actual size is len(tokenizer)
 
 
-def _train_tokenizer():
-    """Train a byte-level BPE on the built-in corpus and wrap it as a Qwen-style fast tokenizer."""
+def _train_tokenizer(corpus: list[str] | None = None, vocab_size: int = _VOCAB_SIZE):
+    """Train a byte-level BPE on ``corpus`` (default: the built-in one) and wrap it as a Qwen-style fast tokenizer."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -110,13 +110,13 @@ def _train_tokenizer():
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=_VOCAB_SIZE,
+        vocab_size=vocab_size,
         min_frequency=1,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    corpus = _CORPUS * 8 + ["<think>", "</think>", "<answer>", "</answer>"] * 40
+    corpus = (_CORPUS if corpus is None else list(corpus)) * 8 + ["<think>", "</think>", "<answer>", "</answer>"] * 40
     bpe.train_from_iterator(corpus, trainer=trainer)
     tok = PreTrainedTokenizerFast(
         tokenizer_object=bpe,

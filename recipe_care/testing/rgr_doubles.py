@@ -1,5 +1,7 @@
 """Test doubles for RGR's CPU tests (never used in training): a scripted LLM server and a scripted verifier.
 
+Moved out of ``recipe_care.rgr`` so the mechanism package holds only shipped code. Importing it imports verl.
+
 * :class:`ScriptedRolloutServer` — a Ray actor with the token-in/token-out ``generate`` of a verl rollout server
   (as ``recipe_care.cpu.hf_rollout.HFCPUServer`` has) that answers from a script instead of a model, deterministically:
   the main rollout of row ``i`` (verl's request id ``det-{i}`` under ``rollout.full_determinism=true``) gets
@@ -131,7 +133,7 @@ def compose_config(model_path: Any, overrides: Any = ()) -> Any:
         "actor_rollout_ref.rollout.n=4",
         "actor_rollout_ref.rollout.full_determinism=true",
         "actor_rollout_ref.rollout.agent.num_workers=2",
-        "reward.custom_reward_function.path=pkg://recipe_care.rgr.testing",
+        "reward.custom_reward_function.path=pkg://recipe_care.testing.rgr_doubles",
         "reward.custom_reward_function.name=scripted_reward",
     ]
     with initialize_config_dir(config_dir=config_dir, version_base=None):
