@@ -11,7 +11,7 @@ CI (tests/test_embeddings_verl.py) exercises verl's padded engine path on CPU; t
    shifted by one token;
 3. per layout (``rmpad``: flash_attention_2 + remove padding; ``padded``: the padded path), in a fresh interpreter
    each (verl's attention monkey patches are process-wide), a real ``TrainingWorker`` with verl's FSDP2 engine and
-   verl's real ``RayPPOTrainer._compute_old_log_prob`` (patched by ``recipe_care.embedding_patch``) with 2
+   verl's real ``RayPPOTrainer._compute_old_log_prob`` (patched by ``recipe_care.patches.hidden_states``) with 2
    emulated data-parallel ranks, once with static micro-batches and once with dynamic batch size;
 4. the verdict: for every row, cosine(embedding, reference) >= ``--min-cos`` and the nearest reference row is its
    own (a mix-up of samples or offsets fails); rmpad vs padded embeddings agree (cosine >= ``--min-cos``). Reported
@@ -48,7 +48,7 @@ def _setup_env(cuda: bool) -> None:
 
 
 def pool_masks(processor, tensors):
-    from recipe_care.embeddings import response_pool_mask
+    from recipe_care.hidden_pooling import response_pool_mask
     from recipe_care.spans import TagSpanParser
 
     r_len = tensors["responses"].shape[1]
@@ -81,9 +81,9 @@ def run_layout(model_dir: Path, work: Path, layout: str, cuda: bool) -> None:
     import numpy as np
     import torch
 
-    from recipe_care import embedding_patch
+    from recipe_care import patches
 
-    embedding_patch.install()
+    patches.install()
     import verl  # noqa: F401  (the plugin: care estimator, recipe_care.patches; CPU backend on CPU)
     from omegaconf import OmegaConf
     from transformers import AutoProcessor
@@ -95,7 +95,7 @@ def run_layout(model_dir: Path, work: Path, layout: str, cuda: bool) -> None:
     from verl.workers.config.engine import TrainingWorkerConfig
     from verl.workers.engine_workers import TrainingWorker
 
-    from recipe_care.verl_adapter import set_tokenizer
+    from recipe_care.step_context import EMBEDDING_KEY, set_tokenizer
 
     data = torch.load(work / "batch.pt", weights_only=False)
     tensors, samples = data["tensors"], data["samples"]
@@ -141,7 +141,7 @@ def run_layout(model_dir: Path, work: Path, layout: str, cuda: bool) -> None:
             meta_info={"temperature": 1.0, "global_token_num": t["attention_mask"].sum(-1).tolist(),
                        "images_seqlens": [int(x) for m in mm for x in m["images_seqlens"].tolist()]})
         old, _ = ray_trainer.RayPPOTrainer._compute_old_log_prob(trainer, batch)
-        out[mode] = {"embeddings": old.batch[embedding_patch.EMBEDDING_KEY].float(),
+        out[mode] = {"embeddings": old.batch[EMBEDDING_KEY].float(),
                      "old_log_probs": old.batch["old_log_probs"].float(), "response_mask": t["response_mask"]}
     torch.save(out, work / f"{layout}.pt")
 

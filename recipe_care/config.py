@@ -3,7 +3,7 @@
 Every field documents its default and where the default comes from:
 - [code] the authors' released code (yongxinwang-ai/CARE @ 8c6045c, ``examples/config.yaml`` / ``CareCfg``),
 - [paper] the paper or its abstract,
-- [ours] a decision of this project (see README, "Deviations from the authors' code").
+- [ours] a decision of this project (docs/algorithm.md, "Deviations"; summarised in the README).
 
 ``CareConfig.from_omegaconf(config.algorithm.care)`` builds the dataclass from the Hydra node; unknown keys raise
 a clear error (a typo must not silently fall back to a default).
@@ -12,25 +12,44 @@ a clear error (a typo must not silently fall back to a default).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
+
+from recipe_care.log import warn_once
 
 RESCUE_MODES = ("off", "faithful", "small")
 TOKEN_WEIGHTINGS = ("region", "uniform")
 ANCHOR_RULES = ("shortest", "random")
 SIMILARITIES = ("auto", "hidden", "ngram")
 
-logger = logging.getLogger("recipe_care")
-_WARNED: set = set()
+
+def config_get(node: Any, *path: str, default: Any = None) -> Any:
+    """``node.<path[0]>.<path[1]>…`` of an OmegaConf node, a mapping or a plain object; ``default`` where a level is
+    missing or null. The recipe's one way to read verl's config (which may be a ``DictConfig``, a dict in tests, or a
+    dataclass built by ``omega_conf_to_dataclass``).
+
+    >>> config_get({"algorithm": {"adv_estimator": "care", "care": None}}, "algorithm", "adv_estimator")
+    'care'
+    >>> config_get({"algorithm": {"care": None}}, "algorithm", "care", "K", default=4)
+    4
+    """
+    for key in path:
+        if node is None:
+            return default
+        getter = getattr(node, "get", None)
+        node = getter(key, None) if callable(getter) else getattr(node, key, None)
+    return default if node is None else node
 
 
-def _warn_once(key: Any, message: str) -> None:
-    """A config warning once per process (configs are rebuilt every step)."""
-    if key not in _WARNED:
-        _WARNED.add(key)
-        logger.warning("CARE: %s", message)
+def is_care_run(config: Any) -> bool:
+    """Whether a full verl config trains with ``algorithm.adv_estimator=care``."""
+    return is_care_estimator(config_get(config, "algorithm", "adv_estimator"))
+
+
+def is_care_estimator(adv_estimator: Any) -> bool:
+    """Whether an ``adv_estimator`` value (a string or verl's ``AdvantageEstimator`` member) names ``care``."""
+    return str(getattr(adv_estimator, "value", adv_estimator)) == "care"
 
 
 # Accepted spellings from the authors' config, mapped to ours.
@@ -99,7 +118,8 @@ class CareConfig:
     """Pseudo-reward magnitude delta of the rescue. Default 0.1 [code ``care.rescue.delta``]."""
 
     refl_scale: Optional[float] = None
-    """s_refl: scale of an RGR row that still fails. ``None`` means ``s/2`` [code ``rgr.s_refl: null``]."""
+    """s_refl: scale of an RGR row that still fails. Default ``None``, which means ``s/2``
+    [code ``rgr.s_refl: null``]."""
 
     gamma_pos: float = 0.005
     """Weight of think tokens of correct rollouts in region weighting (answer tokens weigh 1, think tokens of
@@ -139,12 +159,12 @@ class CareConfig:
             raise ValueError(f"care.M must be >= 1, got {self.M}")
         self.K, self.M = int(self.K), int(self.M)
         if self.M < self.K:
-            _warn_once(
+            warn_once(
                 ("M<K", self.K, self.M),
-                f"care.M={self.M} is smaller than care.K={self.K}: the pool holds at most M failures, so a subgroup "
-                f"never has more than {self.M} hard negatives (K' <= M) and its advantages are always scaled up by "
-                f"sqrt(K/K') >= {math.sqrt(self.K / self.M):.3g} (as the authors' code does). Set care.M >= care.K "
-                "unless this is intended.",
+                f"CARE: care.M={self.M} is smaller than care.K={self.K}: the pool holds at most M failures, so a "
+                f"subgroup never has more than {self.M} hard negatives (K' <= M) and its advantages are always scaled "
+                f"up by sqrt(K/K') >= {math.sqrt(self.K / self.M):.3g} (as the authors' code does). Set "
+                "care.M >= care.K unless this is intended.",
             )
         for name in ("s", "eps", "rescue_delta", "gamma_pos"):
             value = float(getattr(self, name))
@@ -211,8 +231,8 @@ class RgrConfig:
     ``max_critique_tokens``]; the default cue is shorter, so it is not truncated."""
 
     cue: str = "\n<repair>\n- Mistake:\n- Fix:\n- Corrected final answer:\n</repair>\n"
-    """The structured repair cue inserted just before ``</think>`` [code, template ``structured``, the only one the
-    authors implement]."""
+    """The repair cue inserted just before ``</think>``. Default: the structured cue above [code, template
+    ``structured``, the only one the authors implement]."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.enable, bool):

@@ -23,7 +23,7 @@ def validate_recipe_config(config: DictConfig) -> None:
     asks for hidden-state embeddings (``algorithm.care.similarity=hidden``) with a config that cannot pool them
     (fused kernels, a non-FSDP actor) is refused here rather than at the first training step."""
     from recipe_care.config import CareConfig, RgrConfig
-    from recipe_care.embedding_patch import unsupported_reason
+    from recipe_care.patches.hidden_states import unsupported_reason
 
     care = CareConfig.from_omegaconf(config.algorithm.get("care"))
     RgrConfig.from_omegaconf(config.algorithm.get("rgr"))

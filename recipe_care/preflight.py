@@ -281,13 +281,14 @@ def _make_node_probe(verl_version: str, expected: dict[str, str], plugin_fix: st
             problems.append(f"'care' resolves to {estimator!r}, not recipe_care's estimator")
         else:
             checks = (
-                ("legacy-trainer patches", "verl.trainer.ppo.ray_trainer", "recipe_care.patches"),
-                ("trainer embedding patch", "verl.trainer.ppo.ray_trainer", "recipe_care.embedding_patch"),
-                ("worker embedding patch", "verl.workers.engine.fsdp.transformer_impl", "recipe_care.embedding_patch"),
+                ("legacy-trainer patches", "verl.trainer.ppo.ray_trainer", ("trainer",)),
+                ("trainer embedding patch", "verl.trainer.ppo.ray_trainer", ("hidden_states",)),
+                ("worker embedding patch", "verl.workers.engine.fsdp.transformer_impl", ("hidden_states",)),
             )
-            for what, target, patcher in checks:
+            for what, target, groups in checks:
                 try:
-                    applied = importlib.import_module(patcher).is_patched(importlib.import_module(target))
+                    patches = importlib.import_module("recipe_care.patches")
+                    applied = patches.is_patched(importlib.import_module(target), groups)
                 except Exception as err:  # noqa: BLE001
                     problems.append(f"{what}: importing {target} failed here: {err!r}")
                     continue

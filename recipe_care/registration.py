@@ -1,4 +1,4 @@
-"""Registration of the ``care`` estimator in verl's registry (idempotent) and installation of the patches."""
+"""Registration of the ``care`` estimator in verl's advantage-estimator registry (idempotent)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ def register_care_estimator() -> None:
     """
     from verl.trainer.ppo import core_algos
 
-    from recipe_care import patches
     from recipe_care.verl_adapter import compute_care_advantage
 
     existing = core_algos.ADV_ESTIMATOR_REGISTRY.get(NAME)
@@ -29,7 +28,6 @@ def register_care_estimator() -> None:
         ours = (compute_care_advantage.__module__, compute_care_advantage.__qualname__)
         if (getattr(existing, "__module__", None), getattr(existing, "__qualname__", None)) != ours:
             logger.warning("advantage estimator %r is already registered by %r; recipe_care keeps it", NAME, existing)
-    patches.install()
 
 
 def is_registered() -> bool:

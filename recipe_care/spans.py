@@ -17,6 +17,11 @@ Span rules (docs/algorithm.md#spans):
 
 :func:`anchor_lengths` turns spans into the lengths that rank the anchor (the same rule serves the ``care`` estimator
 and RGR's representative choice).
+
+Parsed once per training step: decoding the whole batch and searching its tags costs seconds at the authors' scale
+(4,096 x 2,048 tokens), and three consumers on the TaskRunner need the spans (RGR's choice of the failure to repair,
+the hidden-state pooling mask, the estimator). :func:`batch_spans` parses them for the first and carries them on the
+batch for the others (``benchmarks/bench_spans.py`` measures the saving).
 """
 
 from __future__ import annotations
@@ -163,3 +168,108 @@ class TagSpanParser:
                 raw = b"\x00" * int(self.nbytes[tid])  # a partial UTF-8 byte: keep the length, content is no tag
             out += raw
         return bytes(out)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Spans on the batch: parsed once per step
+# ----------------------------------------------------------------------------------------------------------------
+
+THINK_MASK_KEY, ANSWER_MASK_KEY = "care_think_mask", "care_answer_mask"
+HAS_THINK_KEY, HAS_ANSWER_KEY = "care_has_think", "care_has_answer"
+FINGERPRINT_KEY = "care_span_fingerprint"
+SPAN_KEYS = (THINK_MASK_KEY, ANSWER_MASK_KEY, HAS_THINK_KEY, HAS_ANSWER_KEY, FINGERPRINT_KEY)
+"""Batch keys of the parsed spans (bool ``[N, R]`` masks, bool ``[N]`` flags and the int64 ``[N]`` fingerprint of the
+response each row's spans were parsed from); see :func:`batch_spans`."""
+
+
+def response_valid_mask(batch: Any) -> torch.Tensor:
+    """bool [N, R]: the real tokens of each response of a rollout batch, i.e. the response part of its attention
+    mask (context tokens of RGR or multi-turn rows count, padding does not)."""
+    return batch["attention_mask"][:, -batch["responses"].shape[1]:].to(torch.bool)
+
+
+def response_fingerprint(responses: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """int64 [N]: a position-weighted sum of each row's real token ids, which identifies the response its spans
+    belong to (a few vectorized passes over the batch, against a decode of every token for a parse).
+
+    >>> ids = torch.tensor([[5, 6, 0], [6, 5, 0], [5, 6, 7]])
+    >>> valid = torch.tensor([[True, True, False], [True, True, False], [True, True, True]])
+    >>> fp = response_fingerprint(ids, valid)
+    >>> bool(fp[0] != fp[1]), bool(fp[0] != fp[2]), bool(fp[0] == response_fingerprint(ids[:1], valid[:1])[0])
+    (True, True, True)
+    """
+    positions = torch.arange(responses.shape[1], dtype=torch.int64, device=responses.device)
+    weights = (positions * 2654435761 + 97) % 16777213 + 1  # distinct per position, < 2**24
+    ids = responses.to(torch.int64) + 1  # a new tensor: the in-place steps below leave ``responses`` alone
+    return ids.masked_fill_(~valid.to(torch.bool), 0).mul_(weights).sum(1)  # padding adds 0, a real token > 0
+
+
+def spans_to_batch(spans: Spans, fingerprint: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The batch keys that hold ``spans`` of responses with ``fingerprint`` (:data:`SPAN_KEYS`)."""
+    return {THINK_MASK_KEY: spans.think_mask, ANSWER_MASK_KEY: spans.answer_mask, HAS_THINK_KEY: spans.has_think,
+            HAS_ANSWER_KEY: spans.has_answer, FINGERPRINT_KEY: fingerprint}
+
+
+def _stored_spans(batch: Any) -> Spans | None:
+    if any(key not in batch.keys() for key in SPAN_KEYS):
+        return None
+    think, answer = batch[THINK_MASK_KEY].to(torch.bool), batch[ANSWER_MASK_KEY].to(torch.bool)
+    if think.shape != batch["responses"].shape or answer.shape != think.shape:
+        return None  # another batch's width
+    return Spans(think_mask=think, answer_mask=answer, think_len=think.sum(1), answer_len=answer.sum(1),
+                 has_think=batch[HAS_THINK_KEY].to(torch.bool), has_answer=batch[HAS_ANSWER_KEY].to(torch.bool))
+
+
+def _valid(batch: Any, valid: torch.Tensor | None) -> torch.Tensor:
+    return response_valid_mask(batch) if valid is None else valid.to(torch.bool)
+
+
+def spans_from_batch(batch: Any, valid: torch.Tensor | None = None) -> Spans | None:
+    """The spans stored on a batch (a TensorDict or a mapping with ``responses``), or None when they are absent or
+    do not belong to its responses: another width, or a row whose response changed since the parse (its
+    fingerprint differs). ``valid``: as in :func:`batch_spans`."""
+    spans = _stored_spans(batch)
+    if spans is None:
+        return None
+    if not torch.equal(batch[FINGERPRINT_KEY], response_fingerprint(batch["responses"], _valid(batch, valid))):
+        return None
+    return spans
+
+
+def batch_spans(batch: Any, parser: TagSpanParser | None, valid: torch.Tensor | None = None) -> Spans | None:
+    """The think/answer spans of a rollout batch, parsed at most once per training step.
+
+    ``batch`` is the TensorDict of verl's batch (``DataProto.batch``, holding ``responses`` and ``attention_mask``).
+
+    Step 1: read the spans stored on the batch under :data:`SPAN_KEYS` and check each row's fingerprint
+    (:func:`response_fingerprint`) against its current response. Step 2: parse with ``parser`` only what is missing:
+    the whole batch when nothing (or another width) is stored, else the rows whose response changed; store the
+    result on the batch. The first caller of a step (RGR's rollout manager, else the hidden-state pooling mask, else
+    the estimator) therefore parses, and every later caller reads back. verl's row operations (``union``,
+    ``balance_batch``'s ``reorder``, slicing) carry the keys with their rows; the recipe's patches keep them out of
+    every worker pass and drop them once the advantage is computed (``recipe_care.step_context.TASK_RUNNER_KEYS``).
+
+    Returns None when spans are not (or not all) on the batch and ``parser`` is None: a stale copy is never used.
+    ``valid`` (bool [N, R]): the real response tokens; default :func:`response_valid_mask`.
+    """
+    responses, valid = batch["responses"], _valid(batch, valid)
+    fingerprint = response_fingerprint(responses, valid)
+    stored = _stored_spans(batch)
+    if stored is None:
+        stale = None  # nothing usable: every row
+    else:
+        stale = torch.nonzero(batch[FINGERPRINT_KEY] != fingerprint).flatten()
+        if stale.numel() == 0:
+            return stored
+    if parser is None:
+        return None
+    if stale is None:
+        spans = parser.parse(responses, valid)
+    else:  # rows whose response changed since the parse (not the case in a recipe step): only those are parsed
+        fresh = parser.parse(responses[stale], valid[stale])
+        spans = Spans(**{name: getattr(stored, name).clone() for name in vars(stored)})
+        for name in vars(spans):
+            getattr(spans, name)[stale] = getattr(fresh, name)
+    for key, value in spans_to_batch(spans, fingerprint).items():
+        batch[key] = value
+    return spans

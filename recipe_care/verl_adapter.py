@@ -9,7 +9,8 @@ verl's ``compute_advantage`` passes a custom estimator only ``token_level_reward
 | correctness ``acc``  | ``non_tensor_batch["acc"]`` (reward dict key)           | ``score >= 1``                  |
 | z-score reward       | ``token_level_scores.sum(-1)``: the verifier's score,  | ``token_level_rewards.sum(-1)`` |
 |                      | before any KL-in-reward penalty (as the authors)        |                                 |
-| think/answer spans   | ``responses`` decoded with the trainer's tokenizer      | whole response                  |
+| think/answer spans   | the span keys RGR or the pooling mask put on the batch, | whole response                  |
+|                      | else ``responses`` decoded with the trainer's tokenizer |                                 |
 | rationale embeddings | ``batch["care_embeddings"]`` (policy hidden states),    | hashed token n-grams of the     |
 |                      | dropped from the batch after this call                  | think span                      |
 | rescue log-probs     | ``old_log_probs`` (else ``rollout_log_probs``)          | first row of the group          |
@@ -21,86 +22,25 @@ verl's ``compute_advantage`` passes a custom estimator only ``token_level_reward
 from __future__ import annotations
 
 import logging
-import weakref
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
 import torch
 
 from recipe_care.advantage import (
-    ROLE_ANCHOR,
-    ROLE_HARD_NEGATIVE,
+    acc_from_scores,
     care_sequence_advantages,
     region_token_advantages,
     uniform_token_advantages,
 )
-from recipe_care.config import CareConfig
-from recipe_care.similarity import ngram_embeddings
-from recipe_care.spans import TagSpanParser, anchor_lengths
+from recipe_care.config import CareConfig, config_get
+from recipe_care.diagnostics import care_metrics
+from recipe_care.log import warn_once
+from recipe_care.ngram_profiles import ngram_embeddings
+from recipe_care.spans import anchor_lengths, batch_spans
+from recipe_care.step_context import CONTEXT, EMBEDDING_KEY, push_step_metrics
 
 logger = logging.getLogger("recipe_care")
-
-EMBEDDING_KEY = "care_embeddings"
-
-
-@dataclass
-class _Runtime:
-    """Process-local state of the TaskRunner: the trainer (a weak reference) and its tokenizer (recorded by
-    ``recipe_care.patches``), the span parser built from it, warnings already given, and the last step's CARE
-    metrics."""
-
-    tokenizer: Any = None
-    parser: Optional[TagSpanParser] = None
-    trainer: Any = None  # weakref.ref to the RayPPOTrainer, or None
-    warned: set = field(default_factory=set)
-    last_metrics: dict = field(default_factory=dict)
-
-    def step(self, meta_info: dict) -> Optional[int]:
-        """The training step: the recorded trainer's ``global_steps`` (verl 0.9.1 keeps it there and never puts it
-        on the training batch), else ``meta_info["global_steps"]``; None when neither exists."""
-        trainer = self.trainer() if self.trainer is not None else None
-        value = getattr(trainer, "global_steps", None) if trainer is not None else None
-        if value is None:
-            value = meta_info.get("global_steps")
-        try:
-            return None if value is None else int(value)
-        except (TypeError, ValueError):
-            return None
-
-    def span_parser(self) -> Optional[TagSpanParser]:
-        if self.parser is None and self.tokenizer is not None:
-            self.parser = TagSpanParser(self.tokenizer)
-        return self.parser
-
-    def warn_once(self, key: str, message: str) -> None:
-        if key not in self.warned:
-            self.warned.add(key)
-            logger.warning("CARE: %s", message)
-
-
-RUNTIME = _Runtime()
-
-
-def set_tokenizer(tokenizer: Any) -> None:
-    """Record the tokenizer used to find think/answer spans."""
-    if tokenizer is not RUNTIME.tokenizer:
-        RUNTIME.tokenizer = tokenizer
-        RUNTIME.parser = None
-
-
-def set_trainer(trainer: Any) -> None:
-    """Record the trainer (called from ``RayPPOTrainer.__init__``): its tokenizer finds the spans, its
-    ``global_steps`` is the step that ``anchor: random`` mixes into its seed."""
-    RUNTIME.trainer = None if trainer is None else weakref.ref(trainer)
-    set_tokenizer(getattr(trainer, "tokenizer", None))
-
-
-def _care_node(config: Any) -> Any:
-    if config is None:
-        return None
-    getter = getattr(config, "get", None)
-    return getter("care", None) if getter is not None else getattr(config, "care", None)
 
 
 def _float_column(values: Any, n: int, name: str) -> torch.Tensor:
@@ -136,16 +76,16 @@ def compute_care_advantage(
         index = non_tensor_batch.get("uid")
     if index is None:
         raise ValueError("CARE: the batch has no 'uid' column to group rollouts of the same prompt")
-    cfg = CareConfig.from_omegaconf(_care_node(config))
+    cfg = CareConfig.from_omegaconf(config_get(config, "care"))
     n = token_level_rewards.shape[0]
     # the verifier's score, as the authors z-score it: token_level_rewards also carries the KL penalty when
     # algorithm.use_kl_in_reward=True, which must not decide which failure is "hard" nor the magnitudes
     if "token_level_scores" in batch.keys():
         rewards = batch["token_level_scores"].sum(-1).to(torch.float64)
     else:
-        RUNTIME.warn_once(
-            "scores",
-            "the batch has no 'token_level_scores' (verl's legacy trainer always sets them before "
+        warn_once(
+            "estimator.scores",
+            "CARE: the batch has no 'token_level_scores' (verl's legacy trainer always sets them before "
             "compute_advantage); the subgroup z-score uses token_level_rewards instead.",
         )
         rewards = token_level_rewards.sum(-1).to(torch.float64)
@@ -153,31 +93,30 @@ def compute_care_advantage(
     if "acc" in non_tensor_batch:
         acc = _float_column(non_tensor_batch["acc"], n, "acc")
     else:
-        RUNTIME.warn_once(
-            "acc",
-            "the batch has no 'acc' column, so a rollout counts as correct when its score is >= 1. Return a dict "
-            "with an 'acc' key from the reward function (reward.custom_reward_function.path=pkg://reward_fns does).",
+        warn_once(
+            "estimator.acc",
+            "CARE: the batch has no 'acc' column, so a rollout counts as correct when its score is >= 1. Return a "
+            "dict with an 'acc' key from the reward function (reward.custom_reward_function.path=pkg://reward_fns "
+            "does).",
         )
-        acc = (rewards >= 1.0 - 1e-6).to(torch.float64)
+        acc = acc_from_scores(rewards)
 
     responses = batch["responses"]
-    resp_len = responses.shape[1]
     if "attention_mask" in batch.keys():
-        valid = batch["attention_mask"][:, -resp_len:].to(torch.bool)
+        valid = batch["attention_mask"][:, -responses.shape[1]:].to(torch.bool)
     else:
         valid = response_mask.to(torch.bool)
-    parser = RUNTIME.span_parser()
+    spans = batch_spans(batch, CONTEXT.span_parser(), valid)  # parsed earlier in the step, or now
     think_rate = 0.0
-    if parser is not None:
-        spans = parser.parse(responses, valid)
+    if spans is not None:
         think_rate = float(spans.has_think.float().mean()) if n else 0.0
         think_mask, answer_mask = spans.think_mask, spans.answer_mask
         think_len, answer_len = anchor_lengths(spans, valid.sum(1))
     else:
-        RUNTIME.warn_once(
-            "spans",
-            "no tokenizer is known in this process, so <think>/<answer> spans cannot be found: the anchor uses the "
-            "response length and token weights cover the whole response. Launch through verl's RayPPOTrainer with "
+        warn_once(
+            "estimator.spans",
+            "CARE: no tokenizer is known in this process, so <think>/<answer> spans cannot be found: the anchor uses "
+            "the response length and token weights cover the whole response. Launch through verl's RayPPOTrainer with "
             "recipe_care installed (its patch records the trainer's tokenizer).",
         )
         think_mask = answer_mask = torch.zeros_like(valid)
@@ -192,9 +131,9 @@ def compute_care_advantage(
                 "embedding worker extension or set algorithm.care.similarity=auto."
             )
         if cfg.similarity == "auto":
-            RUNTIME.warn_once(
-                "embeddings",
-                f"the batch carries no policy hidden-state embeddings ('{EMBEDDING_KEY}'); hard negatives are "
+            warn_once(
+                "estimator.embeddings",
+                f"CARE: the batch carries no policy hidden-state embeddings ('{EMBEDDING_KEY}'); hard negatives are "
                 "chosen by hashed token n-gram similarity of the <think> spans instead.",
             )
         span = torch.where(think_mask.any(1, keepdim=True), think_mask, valid)
@@ -206,15 +145,16 @@ def compute_care_advantage(
             seq_logprob = (batch[key].to(torch.float64) * response_mask.to(torch.float64)).sum(-1)
             break
     if seq_logprob is None and cfg.rescue != "off":
-        RUNTIME.warn_once("logprob", "no old_log_probs in the batch: the rescue pseudo-anchor is the group's first row.")
+        warn_once("estimator.logprob",
+                  "CARE: no old_log_probs in the batch: the rescue pseudo-anchor is the group's first row.")
 
     rgr_row = non_tensor_batch.get("rgr_row")
     rgr_failed = non_tensor_batch.get("rgr_failed")
-    step = RUNTIME.step(meta_info)
+    step = CONTEXT.training_step(meta_info)
     if step is None and cfg.anchor == "random":
-        RUNTIME.warn_once(
-            "step",
-            "the training step is unknown (no RayPPOTrainer recorded, no meta_info['global_steps']), so "
+        warn_once(
+            "estimator.step",
+            "CARE: the training step is unknown (no RayPPOTrainer recorded, no meta_info['global_steps']), so "
             "anchor: random draws the same anchors every step. Launch through verl's RayPPOTrainer with recipe_care "
             "installed.",
         )
@@ -233,51 +173,30 @@ def compute_care_advantage(
     )
     if cfg.token_weighting == "region":
         trained = response_mask.to(torch.bool)  # context tokens of RGR/multi-turn rows carry no weight
-        think_w, answer_w = think_mask & trained, answer_mask & trained
-        adv = region_token_advantages(
+        trained_think, trained_answer = think_mask & trained, answer_mask & trained
+        advantages = region_token_advantages(
             seq_advantages=result.seq_advantages,
             response_mask=response_mask,
-            think_mask=think_w,
-            answer_mask=answer_w,
+            think_mask=trained_think,
+            answer_mask=trained_answer,
             acc=acc,
             gamma_pos=cfg.gamma_pos,
-            think_len=think_w.sum(1),
-            answer_len=answer_w.sum(1),
+            think_len=trained_think.sum(1),
+            answer_len=trained_answer.sum(1),
         )
     else:
-        adv = uniform_token_advantages(seq_advantages=result.seq_advantages, response_mask=response_mask)
-    adv = adv.to(token_level_rewards.dtype)
-    RUNTIME.last_metrics = care_metrics(result, acc, think_len)
-    RUNTIME.last_metrics.update(
+        advantages = uniform_token_advantages(seq_advantages=result.seq_advantages, response_mask=response_mask)
+    advantages = advantages.to(token_level_rewards.dtype)
+    metrics = care_metrics(result, acc, think_len)
+    metrics.update(
         {
-            "care/spans_available": float(parser is not None),
+            "care/spans_available": float(spans is not None),
             "care/think_span_rate": think_rate,
             "care/hidden_embeddings": float(hidden),
             "care/step": float(-1 if step is None else step),
         }
     )
-    logger.info("CARE advantage: %s", {k: round(v, 4) for k, v in RUNTIME.last_metrics.items()})
-    return adv, adv
+    push_step_metrics(metrics)
+    logger.info("CARE advantage: %s", {k: round(v, 4) for k, v in metrics.items()})
+    return advantages, advantages
 
-
-def care_metrics(result: Any, acc: torch.Tensor, think_len: torch.Tensor) -> dict:
-    """Per-step diagnostics of the CARE selection (logged as ``care/*``)."""
-    role = result.role
-    groups = int(result.has_anchor.numel())
-    contrast = result.has_anchor & (result.k_prime > 0)
-    anchors = role == ROLE_ANCHOR
-    return {
-        "care/groups": float(groups),
-        "care/contrast_group_rate": float(contrast.float().mean()) if groups else 0.0,
-        "care/rescue_rate": float(result.rescued.float().mean()) if groups else 0.0,
-        "care/k_prime_mean": float(result.k_prime[contrast].float().mean()) if bool(contrast.any()) else 0.0,
-        "care/anchor_think_len_mean": float(think_len[anchors].float().mean()) if bool(anchors.any()) else 0.0,
-        "care/hard_negatives": float((role == ROLE_HARD_NEGATIVE).sum()),
-        "care/subgroup_rows_rate": float((role != 0).float().mean()) if role.numel() else 0.0,
-        "care/acc_mean": float(acc.float().mean()) if acc.numel() else 0.0,
-    }
-
-
-def pop_last_metrics() -> dict:
-    metrics, RUNTIME.last_metrics = RUNTIME.last_metrics, {}
-    return metrics

@@ -94,9 +94,9 @@ def test_hard_negative_diversity_ties_go_to_the_member_nearer_the_anchor():
 
 def test_m_below_k_pools_m_and_equalizes_with_k_prime(caplog, monkeypatch):
     # authors' code: pool min(M, failures) = 3, K' = min(K, pool) = 3, equalization sqrt(K/K') = sqrt(5/3)
-    import recipe_care.config as care_config
+    import recipe_care.log
 
-    monkeypatch.setattr(care_config, "_WARNED", set())  # once per process: forget earlier tests' warnings
+    monkeypatch.setattr(recipe_care.log, "_WARNED", set())  # once per process: forget earlier tests' warnings
     with caplog.at_level(logging.WARNING, logger="recipe_care"):
         res = run([1, 0, 0, 0, 0, 0, 0], emb=angles(0, 10, 20, 30, 40, 50, 60), think=[1] * 7, K=5, M=3)
         run([1, 0, 0], K=5, M=3)
@@ -343,3 +343,39 @@ def test_uniform_weights_broadcast():
     resp, _, _ = _masks()
     adv = uniform_token_advantages(seq_advantages=torch.tensor([1.0, -2.0, 0.5]), response_mask=resp)
     assert torch.equal(adv, torch.tensor([1.0, -2.0, 0.5]).unsqueeze(1) * resp.float())
+
+
+def test_docstring_examples_of_the_named_steps():
+    """The ``>>>`` example of every named step (anchor, hard negatives, subgroup advantages, rescue, region weights)
+    and of the helpers they share runs and shows what the function returns."""
+    import doctest
+
+    import recipe_care.advantage
+    import recipe_care.config
+    import recipe_care.log
+
+    for module in (recipe_care.advantage, recipe_care.config, recipe_care.log):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, (module.__name__, result)
+
+
+def test_every_config_field_documents_its_default_and_source():
+    """TRL's GRPOConfig style: each field of ``CareConfig`` / ``RgrConfig`` has a docstring naming its default and
+    where it comes from ([code], [paper] or [ours])."""
+    import ast
+    import dataclasses
+    import inspect
+
+    import recipe_care.config as config_module
+
+    tree = ast.parse(inspect.getsource(config_module))
+    for cls in (CareConfig, config_module.RgrConfig):
+        node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
+        docs = {}
+        for field_node, doc_node in zip(node.body, node.body[1:]):
+            if isinstance(field_node, ast.AnnAssign) and isinstance(doc_node, ast.Expr):
+                docs[field_node.target.id] = doc_node.value.value
+        for field in dataclasses.fields(cls):
+            doc = docs.get(field.name, "")
+            assert "Default" in doc or "default" in doc, (cls.__name__, field.name, doc)
+            assert any(tag in doc for tag in ("[code", "[paper", "[ours")), (cls.__name__, field.name, doc)

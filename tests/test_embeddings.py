@@ -1,4 +1,4 @@
-"""Pooling math of the CARE hidden-state embeddings (``recipe_care.embeddings``) and its glue helpers.
+"""Pooling math of the CARE hidden-state embeddings (``recipe_care.hidden_pooling``) and its glue helpers.
 
 The layout tests use a tiny random Qwen2.5-VL built from a config on CPU (eager attention, fp32): the reference is
 ``model(..., output_hidden_states=True).hidden_states[-1]`` of each sample alone, mean-pooled over its think tokens
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from recipe_care.embeddings import (
+from recipe_care.hidden_pooling import (
     finish_mean,
     l2_normalize,
     packed_partial_sums,
@@ -242,7 +242,7 @@ def test_padded_layout_matches_the_hf_reference(vl):
 
 def test_lm_head_input_is_the_last_hidden_state(vl):
     """What the engine hook reads (lm_head's input) is hidden_states[-1] (after the final norm)."""
-    from recipe_care.embedding_patch import output_head
+    from recipe_care.hidden_pooling import output_head
 
     model, s = vl["model"], vl["samples"][0]
     seen = []
@@ -262,7 +262,7 @@ def test_lm_head_input_is_the_last_hidden_state(vl):
 def test_enabled_only_for_care_without_ngram_and_unsupported_configs_are_named():
     from omegaconf import OmegaConf
 
-    from recipe_care.embedding_patch import (
+    from recipe_care.patches.hidden_states import (
         embeddings_enabled,
         similarity_mode,
         unsupported_reason,
@@ -287,7 +287,7 @@ def test_enabled_only_for_care_without_ngram_and_unsupported_configs_are_named()
 
 
 def test_pooler_fails_clearly_when_lm_head_does_not_run_once():
-    from recipe_care.embedding_patch import HiddenStatePooler
+    from recipe_care.hidden_pooling import HiddenStatePooler
 
     lengths = torch.tensor([2, 3])
     mask = torch.nested.nested_tensor_from_jagged(torch.ones(5), offsets=torch.tensor([0, 2, 5]))
@@ -306,22 +306,23 @@ def test_pooler_fails_clearly_when_lm_head_does_not_run_once():
     assert torch.allclose(pooler.result(), pool_packed(x, torch.ones(5), lengths))
 
 
-def test_install_coexists_with_the_trainer_patches_in_a_fresh_interpreter():
-    """Both post-import hooks wrap the loader of ray_trainer; everything is patched once. This is the order the
-    plugin will use (``patches.install()`` then ``embedding_patch.install()``); tests/test_embeddings_verl.py's probe
-    runs the other order."""
+def test_install_is_idempotent_in_a_fresh_interpreter():
+    """The post-import hook wraps the loader of ray_trainer once for the trainer and the hidden-state patches;
+    everything is patched once, however often ``install()`` runs (the plugin runs it, this test runs it before and
+    after ``import verl``)."""
     code = """
-from recipe_care import embedding_patch, patches
+from recipe_care import patches
+patches.install()
 import verl
-embedding_patch.install()
 import verl.trainer.ppo.ray_trainer as rt
 import verl.workers.engine.fsdp.transformer_impl as ti
-assert patches.is_patched(rt), "recipe_care.patches"
-assert embedding_patch.is_patched(rt) and embedding_patch.is_patched(ti), "embedding_patch"
+assert patches.is_patched(rt, ("trainer",)), "trainer patches"
+assert patches.is_patched(rt, ("hidden_states",)) and patches.is_patched(ti), "hidden-state patches"
 inner = rt.RayPPOTrainer._compute_old_log_prob.__wrapped__
 assert not hasattr(inner, "__wrapped__"), "patched twice"
 assert not hasattr(ti.FSDPEngineWithLMHead.forward_step.__wrapped__, "__wrapped__"), "patched twice"
-embedding_patch.install()
+assert not hasattr(rt.compute_advantage.__wrapped__, "__wrapped__"), "patched twice"
+patches.install()
 assert rt.RayPPOTrainer._compute_old_log_prob.__wrapped__ is inner, "install() is not idempotent"
 print("ok")
 """
@@ -337,8 +338,7 @@ def test_sequence_parallel_pooler_all_reduces_the_shards_over_gloo():
     code = r"""
 import os, socket, sys
 import torch, torch.distributed as dist, torch.multiprocessing as mp
-from recipe_care.embedding_patch import HiddenStatePooler
-from recipe_care.embeddings import pool_packed
+from recipe_care.hidden_pooling import HiddenStatePooler, pool_packed
 
 def run(rank, port, q):
     dist.init_process_group("gloo", rank=rank, world_size=2, init_method=f"tcp://127.0.0.1:{port}")

@@ -2,14 +2,15 @@
 
 One fresh interpreter (this file run as a script: the CPU platform, verl's Qwen2.5-VL monkey patches and our patches
 are process-wide, so they stay out of the pytest process) builds a tiny random Qwen2.5-VL, a rollout batch the way the
-legacy trainer holds it (left-padded prompts with one image each, right-padded responses with and without
-``<think>`` spans, M-RoPE position ids, ``multi_modal_inputs``), and a real ``TrainingWorker`` with verl's FSDP2
-engine. Then it calls verl's real ``RayPPOTrainer._compute_old_log_prob`` (patched by ``recipe_care.embedding_patch``)
-on a stand-in trainer whose ``actor_rollout_wg.compute_log_prob`` does what the Ray worker group does with 2
-data-parallel ranks: verl's ``BatchData`` chunk, ``TrainingWorker.infer_batch`` on each chunk
-(``engine.infer_batch`` → ``prepare_micro_batches`` → patched ``forward_step`` → ``postprocess_batch_func`` →
-``_postprocess_output``), verl's ``BatchData`` concat. Scenarios: static micro-batches of 2, dynamic batch size
-(rows reordered across micro-batches), the same batch with ``similarity=ngram`` and with ``grpo`` (patch inactive).
+legacy trainer holds it (left-padded prompts with one image each, right-padded responses with and without ``<think>``
+spans, M-RoPE position ids, ``multi_modal_inputs``), and a real ``TrainingWorker`` with verl's FSDP2 engine. Then it
+calls verl's real ``RayPPOTrainer._compute_old_log_prob`` (patched by ``recipe_care.patches.hidden_states``) on a
+stand-in trainer whose ``actor_rollout_wg.compute_log_prob`` does what the Ray worker group does with 2 data-parallel
+ranks: verl's ``BatchData`` chunk, ``TrainingWorker.infer_batch`` on each chunk (``engine.infer_batch`` →
+``prepare_micro_batches`` → patched ``forward_step`` → ``postprocess_batch_func`` → ``_postprocess_output``), verl's
+``BatchData`` concat. Scenarios: static micro-batches of 2, dynamic batch size (rows reordered across micro-batches),
+the same batch with ``similarity=ngram`` (carrying the span keys RGR would have left on it) and with ``grpo`` (patch
+inactive). CARE's TaskRunner keys (the parsed spans) stay on the batch and never reach the workers.
 
 The reference is computed before verl touches the model classes: plain HF, one unpadded sample at a time,
 ``output_hidden_states=True``, ``hidden_states[-1]`` mean-pooled over the think tokens (whole response when there is
@@ -45,7 +46,7 @@ def probe(model_dir: Path) -> dict:
     import torch
     from transformers import AutoModelForImageTextToText
 
-    from recipe_care.embeddings import response_pool_mask
+    from recipe_care.hidden_pooling import output_head, response_pool_mask
     from recipe_care.spans import TagSpanParser
     from recipe_care.testing import build_tiny_qwen25vl
 
@@ -60,11 +61,11 @@ def probe(model_dir: Path) -> dict:
     (reference,) = reference_embeddings(ref_model, tensors, rows, pool)
     del ref_model
 
-    # ---- verl from here on. Our post-import hook goes in first, then ``import verl`` runs the plugin, which puts
-    # recipe_care.patches' hook in front of it: both wrap the loader of ray_trainer (the harder of the two orders).
-    from recipe_care import embedding_patch, patches
+    # ---- verl from here on. Our post-import hook goes in first, then ``import verl`` runs the plugin, which installs
+    # the same patches again (idempotent: each verl attribute is wrapped once).
+    from recipe_care import patches
 
-    embedding_patch.install()
+    patches.install()
     import verl  # noqa: F401
     from omegaconf import OmegaConf
     from verl import DataProto
@@ -76,11 +77,12 @@ def probe(model_dir: Path) -> dict:
     from verl.workers.engine.fsdp import transformer_impl
     from verl.workers.engine_workers import TrainingWorker
 
-    from recipe_care.verl_adapter import EMBEDDING_KEY, set_tokenizer
+    from recipe_care.spans import SPAN_KEYS, batch_spans
+    from recipe_care.step_context import EMBEDDING_KEY, set_tokenizer
 
-    result: dict = {"patched": [embedding_patch.is_patched(ray_trainer), embedding_patch.is_patched(transformer_impl),
-                                patches.is_patched(ray_trainer)],
-                    "key_matches_adapter": EMBEDDING_KEY == embedding_patch.EMBEDDING_KEY}
+    result: dict = {"patched": [patches.is_patched(ray_trainer, ("hidden_states",)),
+                                patches.is_patched(transformer_impl, ("hidden_states",)),
+                                patches.is_patched(ray_trainer, ("trainer",))]}
     set_tokenizer(processor.tokenizer)
 
     model_config = HFModelConfig(path=str(model_dir), use_remove_padding=False,
@@ -91,7 +93,7 @@ def probe(model_dir: Path) -> dict:
         model_type="language_model", model_config=model_config, engine_config=engine_config,
         optimizer_config=FSDPOptimizerConfig(lr=1e-5), checkpoint_config=CheckpointConfig()))
     worker.reset()
-    head = embedding_patch.output_head(worker.engine.module)
+    head = output_head(worker.engine.module)
     hooks_before = len(head._forward_pre_hooks)  # FSDP2's own
     seq_lengths = tensors["attention_mask"].sum(1).tolist()
 
@@ -110,6 +112,7 @@ def probe(model_dir: Path) -> dict:
         """What the Ray worker group does for compute_log_prob with 2 data-parallel ranks, in process."""
 
         def compute_log_prob(self, data):
+            self.received = set(data.keys())
             chunks = BatchData(data).chunk(chunks=2)
             # Ray pickles each chunk to its worker and each output back
             outputs = [pickle.loads(pickle.dumps(worker.infer_batch(pickle.loads(pickle.dumps(c))))) for c in chunks]
@@ -140,13 +143,17 @@ def probe(model_dir: Path) -> dict:
         trainer = type("Trainer", (), {})()
         trainer.config, trainer.actor_rollout_wg = config, WorkerGroup()
         batch = make_batch()
+        if similarity == "ngram":  # the spans RGR's rollout manager leaves on the batch
+            batch_spans(batch.batch, TagSpanParser(processor.tokenizer))
         keys_before = sorted(batch.batch.keys())
         calls.update(micro_batches=0, sizes=[], lengths=[])
         old, _mfu = ray_trainer.RayPPOTrainer._compute_old_log_prob(trainer, batch)
-        emb = old.batch[embedding_patch.EMBEDDING_KEY] if embedding_patch.EMBEDDING_KEY in old.batch.keys() else None
+        emb = old.batch[EMBEDDING_KEY] if EMBEDDING_KEY in old.batch.keys() else None
         return {
             "keys": sorted(old.batch.keys()),
-            "batch_keys_unchanged": sorted(batch.batch.keys()) == keys_before,
+            "batch_keys_added": sorted(set(batch.batch.keys()) - set(keys_before)),
+            "batch_keys_lost": sorted(set(keys_before) - set(batch.batch.keys())),
+            "span_keys_shipped": sorted(set(SPAN_KEYS) & trainer.actor_rollout_wg.received),
             "wg_restored": "compute_log_prob" not in vars(trainer.actor_rollout_wg),
             "micro_batches": calls["micro_batches"],
             "micro_batch_sizes": calls["sizes"],
@@ -175,6 +182,7 @@ def probe(model_dir: Path) -> dict:
         result[name] = res
     grpo.pop("old_log_probs", None)
     result["rows"] = len(rows)
+    result["span_keys"] = list(SPAN_KEYS)
     result["hidden_size"] = int(reference.shape[1])
     result["think_rows"] = spans.has_think.tolist()
     # the pooled embeddings differ between rows (no accidental broadcast of one row)
@@ -196,9 +204,8 @@ def probe_result(tmp_path_factory):
 
 
 def test_patches_are_installed_in_the_probe_process(probe_result):
-    # ours on the engine and the trainer, and recipe_care.patches' three trainer patches next to ours
+    # the hidden-state patches on the trainer and the engine, and the trainer patches next to them
     assert probe_result["patched"] == [True, True, True]
-    assert probe_result["key_matches_adapter"]
 
 
 def test_static_micro_batches_pool_the_think_tokens_like_the_hf_reference(probe_result):
@@ -227,7 +234,10 @@ def test_embeddings_ride_along_without_changing_the_log_probs_or_the_batch(probe
     for name in ("static", "dynamic"):
         res = probe_result[name]
         assert res["keys"] == ["care_embeddings", "entropys", "old_log_probs"]
-        assert res["batch_keys_unchanged"] and res["wg_restored"] and res["extra_hooks_left"] == 0
+        assert res["wg_restored"] and res["extra_hooks_left"] == 0
+        # the pooling mask parsed the spans and kept them on the batch for the estimator; the workers never saw them
+        assert res["batch_keys_added"] == sorted(probe_result["span_keys"]) and res["batch_keys_lost"] == []
+        assert res["span_keys_shipped"] == []
 
 
 @pytest.mark.parametrize("name", ["ngram", "grpo"])
@@ -236,6 +246,8 @@ def test_inactive_unless_care_with_hidden_similarity(probe_result, name):
     assert res["shape"] is None and "care_embeddings" not in res["keys"]
     assert res["keys"] == ["entropys", "old_log_probs"]
     assert res["logprob_diff_vs_grpo"] == 0.0 and res["extra_hooks_left"] == 0
+    # ngram: the span keys already on the batch stay there and are not shipped; grpo: nothing of CARE's is added
+    assert res["batch_keys_added"] == res["batch_keys_lost"] == res["span_keys_shipped"] == []
 
 
 if __name__ == "__main__":

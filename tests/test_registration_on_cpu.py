@@ -99,7 +99,7 @@ def test_preflight_shows_the_error_verl_swallows():
     # a broken dependency of the plugin: verl's loader hides it, the preflight must print it and exit 1
     code = (
         "import sys\n"
-        "sys.modules['recipe_care.similarity'] = None  # makes `import recipe_care.similarity` raise\n"
+        "sys.modules['recipe_care.ngram_profiles'] = None  # makes `import recipe_care.ngram_profiles` raise\n"
         "import verl\n"
         "from verl.trainer.ppo import core_algos\n"
         "assert 'care' not in core_algos.ADV_ESTIMATOR_REGISTRY, 'verl should have swallowed the error'\n"
@@ -108,7 +108,7 @@ def test_preflight_shows_the_error_verl_swallows():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "import of recipe_care.similarity halted" in proc.stderr
+    assert "import of recipe_care.ngram_profiles halted" in proc.stderr
     assert "importing recipe_care._verl_plugin failed" in proc.stderr
 
 

@@ -165,7 +165,7 @@ def test_selection_picks_the_failure_nearest_to_the_shortest_think_anchor(tok):
     sel = select_representatives(
         np.array([r[0] for r in rows], dtype=object),
         positive_mask(np.array([r[1] for r in rows], dtype=np.float64), len(rows)),
-        responses, valid, TagSpanParser(tok),
+        responses, valid, TagSpanParser(tok).parse(responses, valid),
     )
     assert sel.groups == 4
     assert list(zip(sel.anchors, sel.rows)) == [(2, 5), (10, 9)]  # groups in order of first appearance: a, d
@@ -182,7 +182,8 @@ def test_selection_ties_go_to_shorter_answer_then_lower_row(tok):
     ]
     responses, valid = encode_batch(tok, [r[1] for r in rows])
     sel = select_representatives(np.array(["g"] * 5, dtype=object),
-                                 positive_mask([r[0] for r in rows], 5), responses, valid, TagSpanParser(tok))
+                                 positive_mask([r[0] for r in rows], 5), responses, valid,
+                                 TagSpanParser(tok).parse(responses, valid))
     assert sel.anchors == [1] and sel.rows == [2]
 
 
@@ -198,8 +199,37 @@ def test_selection_never_anchors_on_empty_reasoning(tok):
     ]
     responses, valid = encode_batch(tok, [r[1] for r in rows])
     sel = select_representatives(np.array(["g"] * 5, dtype=object),
-                                 positive_mask([r[0] for r in rows], 5), responses, valid, TagSpanParser(tok))
+                                 positive_mask([r[0] for r in rows], 5), responses, valid,
+                                 TagSpanParser(tok).parse(responses, valid))
     assert sel.anchors == [2] and sel.rows == [4]
+
+
+def test_rgr_and_the_estimator_agree_on_the_anchor():
+    """RGR's representative is chosen against the estimator's anchor: one rule (``advantage.select_anchor``) for both,
+    ties included (lengths drawn from {1, 2, 3} so many groups tie on think and answer length)."""
+    from recipe_care.advantage import ROLE_ANCHOR, care_sequence_advantages, is_correct
+    from recipe_care.config import CareConfig
+    from recipe_care.spans import Spans, anchor_lengths
+
+    g = torch.Generator().manual_seed(0)
+    n, width = 96, 16
+    uids = np.array([f"u{(i * 7) % 12}" for i in range(n)], dtype=object)  # 12 interleaved groups of 8
+    acc = (torch.rand(n, generator=g) < 0.4).double()
+    think_len = torch.randint(1, 4, (n,), generator=g)
+    answer_len = torch.randint(1, 4, (n,), generator=g)
+    col = torch.arange(width).unsqueeze(0)
+    think = (col >= 1) & (col < 1 + think_len.unsqueeze(1))
+    answer = (col >= 2 + think_len.unsqueeze(1)) & (col < 2 + (think_len + answer_len).unsqueeze(1))
+    spans = Spans(think_mask=think, answer_mask=answer, think_len=think.sum(1), answer_len=answer.sum(1),
+                  has_think=think.any(1), has_answer=answer.any(1))
+    valid = torch.ones(n, width, dtype=torch.bool)
+    responses = torch.randint(10, 50, (n, width), generator=g)
+    sel = select_representatives(uids, is_correct(acc), responses, valid, spans)
+    lengths = anchor_lengths(spans, valid.sum(1))
+    result = care_sequence_advantages(acc=acc, rewards=acc, group_ids=uids, think_len=lengths[0],
+                                      answer_len=lengths[1], embeddings=None, seq_logprob=None, config=CareConfig())
+    estimator_anchors = sorted(torch.nonzero(result.role == ROLE_ANCHOR).reshape(-1).tolist())
+    assert len(sel.anchors) >= 6 and sorted(sel.anchors) == estimator_anchors
 
 
 def test_positive_mask_rejects_bad_acc():

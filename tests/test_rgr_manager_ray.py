@@ -112,7 +112,7 @@ def run_step(rig, repair_script, validate=False):
 
     from verl.experimental.agent_loop.agent_loop import AgentLoopManager
 
-    from recipe_care.diagnostics import pop_step_metrics
+    from recipe_care.step_context import pop_step_metrics
 
     ray.get(rig["server"].set_script.remote(dict(enumerate(MAIN)), repair_script))
     sizes = []
@@ -221,6 +221,17 @@ def test_training_step_repairs_in_place_with_one_batched_call(rig, main_step):
         assert out.non_tensor_batch["raw_prompt"][row] == ref.non_tensor_batch["raw_prompt"][row]
     assert [c["images"] for c in main_calls] == [1] * 20
 
+    # the spans parsed for the selection travel on the output; the repaired rows carry the spans of their new
+    # responses (equal to a fresh parse of the spliced batch), so the pooling mask and the estimator parse nothing
+    from recipe_care.spans import SPAN_KEYS, TagSpanParser, response_valid_mask, spans_from_batch
+
+    carried = spans_from_batch(out.batch)
+    fresh = TagSpanParser(tok).parse(out.batch["responses"], response_valid_mask(out.batch))
+    assert carried is not None and set(SPAN_KEYS) <= set(out.batch.keys())
+    for name in ("think_mask", "answer_mask", "has_think", "has_answer"):
+        assert torch.equal(getattr(carried, name), getattr(fresh, name)), name
+    assert carried.has_answer[list(REPAIRED)].all()  # the new answers of the repaired rows
+
 
 @pytest.mark.timeout(120)
 def test_advantage_of_repaired_rows_end_to_end(rig, main_step):
@@ -229,7 +240,7 @@ def test_advantage_of_repaired_rows_end_to_end(rig, main_step):
     from verl.trainer.ppo import ray_trainer
 
     from recipe_care.config import CareConfig
-    from recipe_care.verl_adapter import set_tokenizer
+    from recipe_care.step_context import set_tokenizer
 
     out, prompts = main_step[0], main_step[4]
     data = out.select_idxs(np.arange(len(out)))
@@ -238,7 +249,14 @@ def test_advantage_of_repaired_rows_end_to_end(rig, main_step):
     data.batch["token_level_rewards"] = data.batch["rm_scores"].clone()
     set_tokenizer(rig["tok"])
     algorithm = OmegaConf.create({"adv_estimator": "care", "care": {}})
-    data = ray_trainer.compute_advantage(data, "care", config=algorithm)
+    from recipe_care.step_context import CONTEXT
+
+    parser = CONTEXT.span_parser()
+    parser.parse = lambda *args: pytest.fail("the estimator parsed the spans again")  # RGR's spans are carried
+    try:
+        data = ray_trainer.compute_advantage(data, "care", config=algorithm)
+    finally:
+        del parser.parse
     adv = data.batch["advantages"]
     mask = data.batch["response_mask"].bool()
     seq = (adv * mask).sum(-1)

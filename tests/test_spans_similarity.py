@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from recipe_care.similarity import ngram_embeddings
+from recipe_care.ngram_profiles import ngram_embeddings
 from recipe_care.spans import TagSpanParser, anchor_lengths, find_byte_spans
 
 
@@ -147,3 +147,60 @@ def test_ngram_similarity_orders_by_shared_wording(tiny_tokenizer):
     # rows shorter than n fall back to unigrams
     short = ngram_embeddings(torch.tensor([[5, 6, 0]]), torch.tensor([[True, True, False]]), n=3)
     assert short.norm().item() == pytest.approx(1.0)
+
+
+def test_spans_are_parsed_once_per_batch_and_travel_with_their_rows(tiny_tokenizer):
+    """``batch_spans``: the first consumer of a step parses and stores the spans on the batch, later ones read them
+    back (no second decode); the keys follow their rows through a reorder (what verl's ``balance_batch`` does) and a
+    copy that no longer fits the responses is parsed afresh."""
+    from tensordict import TensorDict
+
+    from recipe_care.spans import SPAN_KEYS, batch_spans, spans_from_batch
+
+    tok = tiny_tokenizer
+    texts = ["<think>x = 5</think><answer>5</answer>", "no tags 7", "<think>\n\n</think><answer>3</answer>",
+             "<think>unclosed reasoning<answer>9</answer>", "<think>a b c</think> then <answer>1"]
+    responses, valid = encode_batch(tok, texts, pad_to=24)
+    batch = TensorDict({"responses": responses,
+                        "attention_mask": torch.cat([torch.ones(len(texts), 3, dtype=torch.long), valid.long()], 1)},
+                       batch_size=[len(texts)])
+    parser = TagSpanParser(tok)
+    calls = []
+    parse = parser.parse
+    parser.parse = lambda *args: calls.append(args[0].shape) or parse(*args)
+    expected = parse(responses, valid)
+
+    def same(spans, reference):
+        return all(torch.equal(getattr(spans, f), getattr(reference, f)) for f in
+                   ("think_mask", "answer_mask", "think_len", "answer_len", "has_think", "has_answer"))
+
+    assert spans_from_batch(batch) is None
+    assert same(batch_spans(batch, parser), expected) and set(SPAN_KEYS) <= set(batch.keys())
+    assert same(batch_spans(batch, parser), expected) and same(batch_spans(batch, None), expected)
+    assert len(calls) == 1  # one decode, three readers
+    order = torch.tensor([3, 0, 4, 1, 2])
+    moved = batch[order]  # DataProto.reorder indexes the TensorDict the same way
+    assert same(batch_spans(moved, None), parse(responses[order], valid[order])) and len(calls) == 1
+    stale = TensorDict({"responses": responses[:, :20], "attention_mask": batch["attention_mask"][:, :23],
+                        **{key: batch[key] for key in SPAN_KEYS}}, batch_size=[len(texts)])
+    assert spans_from_batch(stale) is None  # masks of another width: parsed again
+    assert batch_spans(stale, None) is None  # never used, even without a parser
+    assert batch_spans(stale, parser).think_mask.shape == (len(texts), 20) and len(calls) == 2
+    # a row whose response changed after the parse (same width): its fingerprint no longer matches, so only that row
+    # is parsed again and the others are read back
+    swapped = batch.clone()
+    swapped["responses"][1], swapped["attention_mask"][1] = responses[0], batch["attention_mask"][0]
+    assert spans_from_batch(swapped) is None and batch_spans(swapped, None) is None
+    expected_swapped = parse(swapped["responses"], swapped["attention_mask"][:, 3:].bool())
+    assert same(batch_spans(swapped, parser), expected_swapped) and calls[-1] == (1, 24) and len(calls) == 3
+    assert same(spans_from_batch(swapped), expected_swapped) and bool(expected_swapped.has_think[1])
+
+
+def test_spans_doctests():
+    """The ``>>>`` example of ``response_fingerprint`` (what tells a stale span copy from a fitting one) runs."""
+    import doctest
+
+    import recipe_care.spans
+
+    result = doctest.testmod(recipe_care.spans)
+    assert result.attempted > 0 and result.failed == 0, result

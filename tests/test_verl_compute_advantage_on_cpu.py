@@ -13,7 +13,9 @@ from verl.trainer.ppo import ray_trainer
 from recipe_care.advantage import care_sequence_advantages
 from recipe_care.config import CareConfig
 from recipe_care.patches import is_patched
-from recipe_care.verl_adapter import RUNTIME, set_tokenizer
+from recipe_care.log import reset_warnings
+from recipe_care.spans import SPAN_KEYS, batch_spans
+from recipe_care.step_context import CONTEXT, TASK_RUNNER_KEYS, set_tokenizer
 
 RESPONSES = [
     # uid a: one short correct, one long correct, three failures
@@ -148,11 +150,11 @@ def test_config_switches_reach_the_math(tokenizer):
 
 def pure(data, rewards=None, embeddings=None, step=0, **care):
     """The pure function on the inputs the estimator should read from ``data`` (spans with the recorded tokenizer)."""
-    from recipe_care.similarity import ngram_embeddings
+    from recipe_care.ngram_profiles import ngram_embeddings
     from recipe_care.spans import anchor_lengths
 
     mask = data.batch["response_mask"]
-    spans = RUNTIME.span_parser().parse(data.batch["responses"], mask)
+    spans = CONTEXT.span_parser().parse(data.batch["responses"], mask)
     think_len, answer_len = anchor_lengths(spans, mask.sum(1))
     if embeddings is None:
         span = torch.where(spans.think_mask.any(1, keepdim=True), spans.think_mask, mask.bool())
@@ -205,7 +207,7 @@ def test_empty_reasoning_never_wins_the_anchor(tokenizer):
     seq = out.batch["advantages"].sum(1)
     assert seq[2].item() == pytest.approx(2.0, abs=1e-4)  # the anchor
     assert seq[0].item() == 0.0 and seq[1].item() == 0.0
-    spans = RUNTIME.span_parser().parse(make_batch(tokenizer, rows=rows).batch["responses"],
+    spans = CONTEXT.span_parser().parse(make_batch(tokenizer, rows=rows).batch["responses"],
                                         make_batch(tokenizer, rows=rows).batch["response_mask"])
     assert spans.has_think.tolist() == [False, False, True, True, True]
 
@@ -228,7 +230,7 @@ def trainer(tiny_qwen2, tokenizer):
                                         resource_pool_manager=None, train_dataset=rows, val_dataset=rows,
                                         collate_fn=list)
     yield trainer
-    RUNTIME.trainer = None
+    CONTEXT.trainer = None
 
 
 def _random_anchor_batch(tokenizer):
@@ -240,12 +242,12 @@ def _random_anchor_batch(tokenizer):
 
 
 def test_random_anchor_changes_with_the_trainers_step(trainer, tokenizer):
-    assert RUNTIME.trainer() is trainer and RUNTIME.tokenizer is tokenizer  # recorded by RayPPOTrainer.__init__
+    assert CONTEXT.trainer() is trainer and CONTEXT.tokenizer is tokenizer  # recorded by RayPPOTrainer.__init__
 
     def anchors(step):
         trainer.global_steps = step  # fit() sets it before the step's compute_advantage
         out = ray_trainer.compute_advantage(_random_anchor_batch(tokenizer), "care", config=algo(anchor="random"))
-        assert RUNTIME.last_metrics["care/step"] == step
+        assert CONTEXT.metrics["care/step"] == step
         seq = out.batch["advantages"].sum(1)
         return [i for i in range(len(seq)) if i % 5 != 4 and seq[i] > 0]
 
@@ -257,11 +259,11 @@ def test_random_anchor_changes_with_the_trainers_step(trainer, tokenizer):
 
 def test_step_falls_back_to_meta_info_without_a_trainer(tokenizer):
     set_tokenizer(tokenizer)
-    RUNTIME.trainer = None
+    CONTEXT.trainer = None
     data = _random_anchor_batch(tokenizer)
     data.meta_info["global_steps"] = 7
     ray_trainer.compute_advantage(data, "care", config=algo(anchor="random"))
-    assert RUNTIME.last_metrics["care/step"] == 7
+    assert CONTEXT.metrics["care/step"] == 7
 
 
 def test_hidden_embeddings_are_used_then_leave_the_batch(tokenizer):
@@ -270,15 +272,15 @@ def test_hidden_embeddings_are_used_then_leave_the_batch(tokenizer):
                         [-1.0, 0.2]])
     data = make_batch(tokenizer, embeddings=emb)
     out = ray_trainer.compute_advantage(data, "care", config=algo(token_weighting="uniform", K=2))
-    assert "care_embeddings" not in out.batch.keys()  # the actor update does not ship them again
-    assert RUNTIME.last_metrics["care/hidden_embeddings"] == 1.0
+    assert not set(TASK_RUNNER_KEYS) & set(out.batch.keys())  # embeddings and spans: the actor update ships neither
+    assert CONTEXT.metrics["care/hidden_embeddings"] == 1.0
     got = out.batch["advantages"][torch.arange(8), 0]
     with_hidden = pure(make_batch(tokenizer), embeddings=emb, K=2).seq_advantages
     assert torch.allclose(got, with_hidden, atol=1e-6)
     assert not torch.allclose(with_hidden, pure(make_batch(tokenizer), K=2).seq_advantages)  # n-grams pick others
 
 
-def test_reference_pass_does_not_ship_the_embeddings(tokenizer):
+def test_reference_pass_does_not_ship_the_embeddings_or_the_spans(tokenizer):
     """verl's real ``RayPPOTrainer._compute_ref_log_prob`` (patched) on a stand-in trainer whose reference worker
     group records what it receives."""
     from verl.utils import tensordict_utils as tu
@@ -294,15 +296,48 @@ def test_reference_pass_does_not_ship_the_embeddings(tokenizer):
     stand_in = type("Trainer", (), {})()
     stand_in.ref_in_actor, stand_in.ref_policy_wg = False, RefWorkerGroup()
     data = make_batch(tokenizer, embeddings=torch.randn(8, 16))
+    batch_spans(data.batch, CONTEXT.span_parser())  # the spans parsed earlier in the step
+    carried = set(TASK_RUNNER_KEYS)
     ref = ray_trainer.RayPPOTrainer._compute_ref_log_prob(stand_in, data)
-    assert "input_ids" in stand_in.ref_policy_wg.keys and "care_embeddings" not in stand_in.ref_policy_wg.keys
-    assert "care_embeddings" in data.batch.keys()  # back in the batch for the estimator
+    assert "input_ids" in stand_in.ref_policy_wg.keys and not carried & stand_in.ref_policy_wg.keys
+    assert carried <= set(data.batch.keys())  # back in the batch for the estimator
     assert ref.batch["ref_log_prob"].shape == data.batch["responses"].shape
+
+
+def test_spans_are_parsed_once_per_step_and_follow_verls_balance_batch(tokenizer):
+    """The TaskRunner side of one step as ``fit()`` runs it: the pooling mask (first consumer here) parses the spans
+    and keeps them on the batch, verl's real ``_balance_batch`` reorders the rows, and the estimator reads them back
+    without a second decode; the advantages equal those of a batch that was parsed by the estimator itself."""
+    from recipe_care.patches.hidden_states import build_pool_mask
+
+    set_tokenizer(tokenizer)
+    parser = CONTEXT.span_parser()
+    parses = []
+    parse = parser.parse
+    parser.parse = lambda *args: parses.append(len(args[0])) or parse(*args)
+    try:
+        reference = ray_trainer.compute_advantage(make_batch(tokenizer), "care", config=algo())
+        data = make_batch(tokenizer)
+        data.batch["row"] = torch.arange(len(data))
+        parses.clear()
+        build_pool_mask(data)  # _compute_old_log_prob's mask: the step's first consumer
+        assert parses == [8] and set(SPAN_KEYS) <= set(data.batch.keys())
+        stand_in = type("Trainer", (), {"_get_dp_size": lambda self, worker_group, role: 2})()
+        stand_in.actor_rollout_wg = None
+        ray_trainer.RayPPOTrainer._balance_batch(stand_in, data, metrics={})
+        order = data.batch["row"]
+        assert order.tolist() != list(range(8))  # verl reordered the rows (and the span keys with them)
+        out = ray_trainer.compute_advantage(data, "care", config=algo())
+    finally:
+        del parser.parse
+    assert parses == [8]  # the estimator read the spans from the batch
+    assert not set(SPAN_KEYS) & set(out.batch.keys())
+    assert torch.equal(out.batch["advantages"], reference.batch["advantages"][order])
 
 
 def test_fallbacks_without_tokenizer_or_acc(tokenizer, caplog):
     set_tokenizer(None)
-    RUNTIME.warned.clear()
+    reset_warnings()
     data = make_batch(tokenizer)
     del data.non_tensor_batch["acc"]
     with caplog.at_level("WARNING", logger="recipe_care"):

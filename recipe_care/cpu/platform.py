@@ -3,7 +3,8 @@
 verl 0.9.1 registers only ``nvidia``, ``npu`` and ``rocm``; auto-detection falls back to ``nvidia``, and the FSDP
 engine then calls ``torch.cuda.set_device`` and dies on a machine without a GPU. With this class registered under
 ``"cpu"`` and ``VERL_PLATFORM=cpu`` exported, ``get_device_name()`` is ``"cpu"``, the collective backend is gloo,
-and ``get_torch_device()`` is :data:`CPU_DEVICE_MODULE`, a stand-in for ``torch.cuda`` backed by ``torch.cpu``.
+and ``get_torch_device()`` is :data:`CPU_DEVICE_MODULE`, a stand-in for ``torch.cuda`` backed by ``torch.cpu``. It is
+registered by ``recipe_care.patches.cpu_backend.register_cpu_platform``.
 
 Two choices matter:
 
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from verl.plugin.platform import PlatformBase, PlatformRegistry
+from verl.plugin.platform import PlatformBase
 
 PLATFORM_NAME = "cpu"
 
@@ -176,14 +177,3 @@ class PlatformCPU(PlatformBase):
     def cudart(self) -> Any:
         return None
 
-
-def register_cpu_platform() -> None:
-    """Register :class:`PlatformCPU` as ``"cpu"`` (idempotent: a second call is a no-op)."""
-    registered = PlatformRegistry.get(PLATFORM_NAME)
-    if (
-        registered is not None
-        and registered.__qualname__ == PlatformCPU.__qualname__
-        and (registered.__module__ == PlatformCPU.__module__)
-    ):
-        return
-    PlatformRegistry.register(PLATFORM_NAME)(PlatformCPU)

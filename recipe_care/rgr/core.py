@@ -39,8 +39,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from recipe_care.similarity import ngram_embeddings
-from recipe_care.spans import anchor_lengths
+from recipe_care.advantage import GroupGrid, is_correct, select_anchor
+from recipe_care.ngram_profiles import ngram_embeddings
+from recipe_care.spans import Spans, anchor_lengths
 
 logger = logging.getLogger("recipe_care")
 
@@ -58,7 +59,6 @@ ROW_KEY, FAILED_KEY = "rgr_row", "rgr_failed"
 """Non-tensor output columns read by the ``care`` estimator (floats 0/1 on every row)."""
 
 THINK_OPEN, THINK_CLOSE, ANSWER_OPEN = "<think>", "</think>", "<answer>"
-_ACC_TOL = 1e-6
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -206,7 +206,8 @@ class Selection:
 
 
 def positive_mask(acc: Any, n: int) -> torch.Tensor:
-    """``acc == 1`` (the project's positive rule, as in ``recipe_care.advantage``); clear errors on bad values."""
+    """:func:`recipe_care.advantage.is_correct` of the rollout output's ``acc`` column, with clear errors on bad
+    values (RGR's choice of the groups to repair)."""
     try:
         arr = np.asarray(acc, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as err:
@@ -214,8 +215,9 @@ def positive_mask(acc: Any, n: int) -> torch.Tensor:
     if arr.size != n:
         raise ValueError(f"RGR: the 'acc' column has {arr.size} entries for {n} rows")
     if not np.isfinite(arr).all():
-        raise ValueError(f"RGR: the 'acc' column holds non-finite values at rows {np.flatnonzero(~np.isfinite(arr))[:8]}")
-    return torch.from_numpy(np.abs(arr - 1.0) <= _ACC_TOL)
+        bad = np.flatnonzero(~np.isfinite(arr))[:8]
+        raise ValueError(f"RGR: the 'acc' column holds non-finite values at rows {bad}")
+    return is_correct(arr)
 
 
 def select_representatives(
@@ -223,46 +225,45 @@ def select_representatives(
     positive: torch.Tensor,
     responses: torch.Tensor,
     valid: torch.Tensor,
-    parser: Any,
+    spans: Spans,
     *,
     ngram_n: int = 3,
     ngram_dim: int = 512,
 ) -> Selection:
     """One failure per group that has a correct rollout and a failure: the failure nearest to the anchor.
 
-    Anchor = the correct rollout with the fewest ``<think>`` tokens, ties: fewer ``<answer>`` tokens, then the lower
-    row; a missing, empty or blank think span counts as the whole response (``recipe_care.spans.anchor_lengths``, the
-    rule of the ``care`` estimator). Distance = cosine distance of the hashed token n-gram profiles of
-    the ``<think>`` spans (whole response without one) — ``recipe_care.similarity.ngram_embeddings``, the same
-    function the advantage uses when policy hidden states are absent. Ties: the lower row.
+    The anchor is the estimator's (:func:`recipe_care.advantage.select_anchor` on the lengths of
+    ``recipe_care.spans.anchor_lengths``): the correct rollout with the fewest ``<think>`` tokens, ties to fewer
+    ``<answer>`` tokens, then the lower row; a missing, empty or blank think span counts as the whole response.
+    Distance = cosine distance of the hashed token n-gram profiles of the ``<think>`` spans (whole response without
+    one) — :func:`recipe_care.ngram_profiles.ngram_embeddings`, the same function the advantage uses when policy
+    hidden states are absent. Ties: the lower row. ``spans``: the think/answer spans of ``responses``.
     """
     n = responses.shape[0]
     uid_arr = np.asarray(uids, dtype=object).reshape(-1)
     if uid_arr.size != n:
         raise ValueError(f"RGR: {uid_arr.size} uids for {n} rows")
     valid = valid.to(torch.bool)
-    spans = parser.parse(responses, valid)
     think_len, answer_len = anchor_lengths(spans, valid.sum(1))
-    span = torch.where(spans.think_mask.any(1, keepdim=True), spans.think_mask, valid)
-    emb = ngram_embeddings(responses, span, n=ngram_n, dim=ngram_dim).to(torch.float64)
+    rationale = torch.where(spans.think_mask.any(1, keepdim=True), spans.think_mask, valid)
+    profiles = ngram_embeddings(responses, rationale, n=ngram_n, dim=ngram_dim).to(torch.float64)
 
-    groups: dict[Any, list[int]] = {}
-    for row, uid in enumerate(uid_arr.tolist()):
-        groups.setdefault(uid, []).append(row)
-    sel = Selection(groups=len(groups))
-    for rows in groups.values():
-        idx = torch.tensor(rows, dtype=torch.long)
-        pos, neg = idx[positive[idx]], idx[~positive[idx]]
-        if pos.numel() == 0:
+    grid = GroupGrid.from_group_ids(uid_arr)
+    correct = grid.pad(positive.to(torch.bool), False)
+    anchor_col, has_anchor = select_anchor(correct, grid.pad(think_len, 0), grid.pad(answer_len, 0))
+    failures_of = grid.valid & ~correct
+    sel = Selection(groups=grid.num_groups)
+    for group in sorted(range(grid.num_groups), key=lambda g: int(grid.row_at[g, 0])):  # order of first appearance
+        failures = grid.row_at[group][failures_of[group]]
+        if not bool(has_anchor[group]):
             sel.skipped_no_positive += 1
             continue
-        if neg.numel() == 0:
+        if failures.numel() == 0:
             sel.skipped_no_failure += 1
             continue
-        key = sorted(zip(think_len[pos].tolist(), answer_len[pos].tolist(), pos.tolist()))
-        anchor = key[0][2]
-        dist = 1.0 - emb[neg] @ emb[anchor]
-        sel.rows.append(int(neg[int(torch.argmin(dist))]))  # first minimum = lowest row
+        anchor = int(grid.row_at[group, anchor_col[group]])
+        distance = 1.0 - profiles[failures] @ profiles[anchor]
+        sel.rows.append(int(failures[int(torch.argmin(distance))]))  # the first minimum: the lowest row
         sel.anchors.append(anchor)
     return sel
 

@@ -8,24 +8,26 @@ shares the awake engine of the step. One training step:
 1. the normal rollout: ``AgentLoopManager.generate_sequences(prompts)`` (verl, unchanged; rewards come from the
    reward-loop workers, so the output carries ``rm_scores`` and ``acc``);
 2. selection (``recipe_care.rgr.core.select_representatives``): per group (``uid``) with a correct rollout and a
-   failure, the failure nearest to the anchor;
+   failure, the failure nearest to the anchor; the think/answer spans this parses stay on the output
+   (``recipe_care.spans.batch_spans``), so the pooling mask and the estimator of the step do not parse them again;
 3. ONE batched repair call ``AgentLoopManager.generate_sequences(repairs)`` for all groups of the step: the repair
    rows are the original prompt rows with ``agent_name = "care_rgr"`` and an ``rgr_request`` (repair context ids,
    T, top-p, max_tokens), padded to a multiple of the agent-loop worker count (padding rows do not generate) and
    unpadded after; the reward-loop workers score them with the same reward function as every row;
-4. the splice: each successful repair replaces the failure it repairs, in place (batch size and row order kept);
+4. the splice: each successful repair replaces the failure it repairs, in place (batch size and row order kept),
+   with the spans of its new response;
    columns ``rgr_row`` / ``rgr_failed`` (floats 0/1, on every row) tell the ``care`` estimator.
 
 Validation batches (``meta_info["validate"]``) and runs with RGR off only get the two columns (all 0); RGR off uses
 verl's own worker class, so it behaves exactly like the parent. Faults of a repair (failed or empty generation, an
 error of the repair call such as a reward-function exception, a non-finite score) leave the original row in place;
-``rgr/*`` metrics count them per step (``recipe_care.diagnostics.push_step_metrics``) and ``self.rgr_totals`` over
+``rgr/*`` metrics count them per step (``recipe_care.step_context.push_step_metrics``) and ``self.rgr_totals`` over
 the run.
 
 Rollout log-probs: the engine reports the repaired tokens' log-probs at the repair temperature / top-p, while the
 actor recomputes the old log-probs at the rollout temperature. ``algorithm.rollout_correction.bypass_mode=True``
 (engine log-probs as the old policy) is therefore refused at start-up; in verl's default (decoupled) mode
-``recipe_care.patches`` keeps repaired rows out of rollout correction and reports their log-prob gap as
+``recipe_care.patches.trainer`` keeps repaired rows out of rollout correction and reports their log-prob gap as
 ``rgr/rollout_probs_diff_*`` instead of mixing it into ``training/rollout_probs_diff_*``.
 """
 
@@ -45,8 +47,9 @@ from verl.protocol import DataProto, pad_dataproto_to_divisor, unpad_dataproto
 from verl.utils.ray_utils import auto_await
 
 import recipe_care.rgr.agent_loop  # noqa: F401  (registers the "care_rgr" agent loop in this process)
-from recipe_care.config import CareConfig, RgrConfig
-from recipe_care.diagnostics import push_step_metrics
+from recipe_care.advantage import acc_from_scores, is_correct
+from recipe_care.config import CareConfig, RgrConfig, config_get, is_care_estimator
+from recipe_care.log import warn_once
 from recipe_care.rgr.core import (
     FAILED_KEY,
     REPAIR_AGENT_NAME,
@@ -63,6 +66,8 @@ from recipe_care.rgr.core import (
     truncate_cue,
     zero_flags,
 )
+from recipe_care.spans import TagSpanParser, batch_spans, response_valid_mask
+from recipe_care.step_context import push_step_metrics
 
 logger = logging.getLogger("recipe_care")
 
@@ -70,13 +75,6 @@ logger = logging.getLogger("recipe_care")
 class CareAgentLoopWorker(AgentLoopWorker):
     """verl's ``AgentLoopWorker``, unchanged. Defined here so that unpickling it in a Ray worker process imports this
     module, and with it ``recipe_care.rgr.agent_loop``, which registers the ``care_rgr`` agent loop there."""
-
-
-def _node_get(node: Any, key: str) -> Any:
-    if node is None:
-        return None
-    getter = getattr(node, "get", None)
-    return getter(key, None) if getter is not None else getattr(node, key, None)
 
 
 class CareAgentLoopManager(AgentLoopManager):
@@ -89,29 +87,27 @@ class CareAgentLoopManager(AgentLoopManager):
         teacher_client: Any = None,
         reward_loop_worker_handles: list | None = None,
     ):
-        algorithm = _node_get(config, "algorithm")
-        self.rgr_config = RgrConfig.from_omegaconf(_node_get(algorithm, "rgr"))
-        self.care_config = CareConfig.from_omegaconf(_node_get(algorithm, "care"))
+        self.rgr_config = RgrConfig.from_omegaconf(config_get(config, "algorithm", "rgr"))
+        self.care_config = CareConfig.from_omegaconf(config_get(config, "algorithm", "care"))
         if self.rgr_config.enable:
             self.agent_loop_workers_class = ray.remote(CareAgentLoopWorker)
         super().__init__(config, llm_client, teacher_client, reward_loop_worker_handles)
         self.rgr_totals: Counter = Counter()
-        self._warned: set = set()
         self.tokenizer = None
         if self.rgr_config.enable:
-            self._setup_rgr(config, algorithm, reward_loop_worker_handles)
+            self._setup_rgr(config, reward_loop_worker_handles)
 
     # ------------------------------------------------------------------------------------------------------------
     # setup checks
     # ------------------------------------------------------------------------------------------------------------
 
-    def _setup_rgr(self, config: Any, algorithm: Any, reward_handles: list | None) -> None:
+    def _setup_rgr(self, config: Any, reward_handles: list | None) -> None:
         from verl.utils.config import omega_conf_to_dataclass
 
-        estimator = str(_node_get(algorithm, "adv_estimator"))
-        if estimator != "care":
+        estimator = config_get(config, "algorithm", "adv_estimator")
+        if not is_care_estimator(estimator):
             raise ValueError(
-                f"algorithm.rgr.enable=true needs algorithm.adv_estimator=care (got {estimator!r}): only the care "
+                f"algorithm.rgr.enable=true needs algorithm.adv_estimator=care (got {str(estimator)!r}): only the care "
                 "estimator knows what a repaired row (rgr_row / rgr_failed) is"
             )
         if reward_handles is None:
@@ -120,7 +116,7 @@ class CareAgentLoopManager(AgentLoopManager):
                 "(reward_loop_worker_handles), which verl passes only when no colocated reward model is used "
                 "(reward.reward_model.enable=false or a standalone reward-model pool)"
             )
-        if bool(_node_get(_node_get(algorithm, "rollout_correction"), "bypass_mode")):
+        if bool(config_get(config, "algorithm", "rollout_correction", "bypass_mode")):
             raise ValueError(
                 "algorithm.rgr.enable=true cannot run with algorithm.rollout_correction.bypass_mode=True: bypass mode "
                 "uses the rollout engine's log-probs as the old policy, and a repaired row's tokens were sampled at "
@@ -130,8 +126,7 @@ class CareAgentLoopManager(AgentLoopManager):
                 "algorithm.rollout_correction.bypass_mode=False (verl then recomputes the old log-probs; repaired rows "
                 "are kept out of rollout correction) or algorithm.rgr.enable=false."
             )
-        skip = _node_get(_node_get(config, "skip"), "rollout")
-        if bool(_node_get(skip, "enable")):
+        if bool(config_get(config, "skip", "rollout", "enable")):
             raise ValueError("RGR cannot run with verl's rollout skip cache (skip.rollout.enable=true): the cache "
                              "would also capture or replay the repair generation")
         self.tokenizer = omega_conf_to_dataclass(config.actor_rollout_ref.model).tokenizer
@@ -145,14 +140,7 @@ class CareAgentLoopManager(AgentLoopManager):
                 f"({fixed} tokens: tags and cue) must fit actor_rollout_ref.rollout.response_length="
                 f"{self.response_length}; lower algorithm.rgr.max_tokens or raise data.max_response_length"
             )
-        from recipe_care.spans import TagSpanParser
-
         self.span_parser = TagSpanParser(self.tokenizer)
-
-    def _warn_once(self, key: str, message: str, *args: Any) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            logger.warning("RGR: " + message, *args)
 
     # ------------------------------------------------------------------------------------------------------------
     # rollout
@@ -179,9 +167,9 @@ class CareAgentLoopManager(AgentLoopManager):
     def _positives(self, output: DataProto) -> torch.Tensor:
         if "acc" in output.non_tensor_batch:
             return positive_mask(output.non_tensor_batch["acc"], len(output))
-        self._warn_once("acc", "the reward function returns no 'acc'; a rollout counts as correct when its reward is "
-                               ">= 1 (return a dict with 'acc', as reward_fns.compute_score does)")
-        return positive_mask((output.batch["rm_scores"].sum(-1) >= 1.0 - 1e-6).double().numpy(), len(output))
+        warn_once("rgr.acc", "RGR: the reward function returns no 'acc'; a rollout counts as correct when its reward "
+                             "is >= 1 (return a dict with 'acc', as reward_fns.compute_score does)")
+        return positive_mask(acc_from_scores(output.batch["rm_scores"].sum(-1)).numpy(), len(output))
 
     def _new_positive(self, rep_out: DataProto, i: int) -> bool | None:
         """Verdict of repair row ``i`` from the same reward as the main rollout; None when it is unusable."""
@@ -190,8 +178,8 @@ class CareAgentLoopManager(AgentLoopManager):
             return None
         if "acc" in rep_out.non_tensor_batch:
             acc = first_finite(rep_out.non_tensor_batch["acc"], i)
-            return None if acc is None else abs(acc - 1.0) <= 1e-6
-        return score >= 1.0 - 1e-6
+            return None if acc is None else bool(is_correct([acc])[0])
+        return bool(is_correct(acc_from_scores([score]))[0])
 
     async def _repair(self, prompts: DataProto, output: DataProto) -> tuple[DataProto, StepStats]:
         n = len(output)
@@ -205,7 +193,8 @@ class CareAgentLoopManager(AgentLoopManager):
         if "rm_scores" not in output.batch.keys():
             raise ValueError("RGR: the rollout output has no rm_scores; the agent-loop reward workers did not score it")
         responses = output.batch["responses"]
-        valid = output.batch["attention_mask"][:, -responses.shape[1]:].bool()
+        valid = response_valid_mask(output.batch)
+        spans = batch_spans(output.batch, self.span_parser)  # the step's one full parse: carried on the batch
         stats.main_tokens = int(output.batch["response_mask"].sum())
 
         sel = select_representatives(
@@ -213,7 +202,7 @@ class CareAgentLoopManager(AgentLoopManager):
             self._positives(output),
             responses,
             valid,
-            self.span_parser,
+            spans,
             ngram_n=self.care_config.ngram_n,
             ngram_dim=self.care_config.ngram_dim,
         )
@@ -281,8 +270,8 @@ class CareAgentLoopManager(AgentLoopManager):
                 raise RuntimeError(f"RGR: unexpected repair status {state!r}")
             positive = self._new_positive(rep_out, j)
             if positive is None:
-                self._warn_once("score", "a repaired row got a non-finite or non-numeric reward; it is dropped "
-                                         "(counted in rgr/skipped_reward_error)")
+                warn_once("rgr.score", "RGR: a repaired row got a non-finite or non-numeric reward; it is dropped "
+                                       "(counted in rgr/skipped_reward_error)")
                 stats.skipped["reward_error"] += 1
                 continue
             keep.append(j)
@@ -291,13 +280,15 @@ class CareAgentLoopManager(AgentLoopManager):
         stats.failed = len(verdict) - stats.passed
         if keep:
             target = [rows[j] for j in keep]
-            output, report = splice_rows(output, rep_out.select_idxs(np.asarray(keep, dtype=np.int64)), target)
+            repaired = rep_out.select_idxs(np.asarray(keep, dtype=np.int64))
+            batch_spans(repaired.batch, self.span_parser)  # spans of the repaired rows only, spliced in with them
+            output, report = splice_rows(output, repaired, target)
             if report.filled:
-                self._warn_once("filled", "repaired rows have no value for column(s) %s of the rollout output; they "
-                                          "hold None there", report.filled)
+                warn_once("rgr.filled", "RGR: repaired rows have no value for column(s) %s of the rollout output; "
+                                        "they hold None there", report.filled)
             if report.dropped:
-                self._warn_once("dropped", "column(s) %s of the repair output are not in the rollout output and are "
-                                           "not carried into the training batch", report.dropped)
+                warn_once("rgr.dropped", "RGR: column(s) %s of the repair output are not in the rollout output and "
+                                         "are not carried into the training batch", report.dropped)
             rgr_row[target] = 1.0
             rgr_failed[[t for t, ok in zip(target, verdict) if not ok]] = 1.0
         output.non_tensor_batch[ROW_KEY], output.non_tensor_batch[FAILED_KEY] = rgr_row, rgr_failed

@@ -1,10 +1,9 @@
-"""Rationale embeddings from policy hidden states: the pooling math (torch only, no verl import).
+"""Rationale embeddings from policy hidden states: the pooling math and the pooler (torch only, no verl import).
 
 docs/algorithm.md#rationale-embeddings: the embedding of rollout i is the current policy's **last-layer hidden
 state** (the input of ``lm_head``, i.e. after the final norm) **mean-pooled over the response's ``<think>`` tokens**
 (the whole response when it has no think span, a blank one included), **L2-normalised**.
-``recipe_care.embedding_patch`` computes it inside verl's old-log-prob forward pass; this module holds the
-layout-independent pieces:
+``recipe_care.patches.hidden_states`` computes it inside verl's old-log-prob forward pass with the pieces here:
 
 * :func:`response_pool_mask` — which response tokens to pool (think span, else every valid response token);
 * :func:`sequence_pool_mask` — the same mask over the whole left/right-padded sequence ``[N, prompt + response]``;
@@ -14,7 +13,9 @@ layout-independent pieces:
 * :func:`packed_partial_sums` — the sums of one contiguous slice of it (a Ulysses sequence-parallel shard);
 * :func:`pool_padded` — pooling of right-padded hidden states ``[B, L, H]`` (verl's padded engine path), with
   :func:`padded_from_packed` for the mask;
-* :func:`l2_normalize`.
+* :func:`l2_normalize`;
+* :class:`HiddenStatePooler` — a forward pre-hook on the policy's ``lm_head`` (:func:`output_head`) that pools its
+  input over the mask during one micro-batch forward, for either layout and across Ulysses shards.
 
 Hidden state ``t`` is the representation of token ``t`` itself (no shift, unlike log-probs, which are read one
 position earlier). Sums are accumulated in float32 over the selected rows only, so the extra memory is
@@ -22,6 +23,9 @@ position earlier). Sums are accumulated in float32 over the selected rows only, 
 """
 
 from __future__ import annotations
+
+import contextlib
+from typing import Any
 
 import torch
 
@@ -167,3 +171,86 @@ def pool_padded(hidden: torch.Tensor, mask: torch.Tensor, normalize: bool = True
     segment = torch.arange(b, device=hidden.device).repeat_interleave(length)
     sums, counts = segment_sums(hidden.reshape(b * length, h), mask.reshape(-1).to(hidden.device), segment, b)
     return finish_mean(sums, counts, normalize)
+
+
+def output_head(module: torch.nn.Module) -> torch.nn.Module:
+    """The policy's ``lm_head`` (FSDP1 wrapper, FSDP2 module or plain HF model)."""
+    model = module
+    while True:
+        inner = getattr(model, "_fsdp_wrapped_module", None)
+        if not isinstance(inner, torch.nn.Module):
+            break
+        model = inner
+    getter = getattr(model, "get_output_embeddings", None)
+    head = getter() if callable(getter) else None
+    if isinstance(head, torch.nn.Module):
+        return head
+    for name, sub in module.named_modules():
+        if name.split(".")[-1] == "lm_head":
+            return sub
+    raise RuntimeError(f"CARE embeddings: no lm_head found in {type(model).__name__}")
+
+
+class HiddenStatePooler:
+    """Pools the ``lm_head`` input of one micro-batch forward over the CARE mask.
+
+    ``mask``: jagged nested ``[b, j]`` weights with the packed per-sample lengths of the micro-batch. Layouts:
+    remove-padding ``[1, total_nnz + pad, H]`` (or one contiguous Ulysses shard of it: ``sp_group`` set), padded
+    ``[b, max_len, H]`` (right-padded valid tokens, as ``prepare_model_inputs`` builds it).
+    """
+
+    def __init__(self, mask: torch.Tensor, remove_padding: bool, sp_group: Any = None):
+        self.values = mask.values()
+        self.lengths = mask.offsets().diff()
+        self.remove_padding = remove_padding
+        self.sp_group = sp_group
+        self.calls = 0
+        self.embeddings: torch.Tensor | None = None
+
+    def _pool(self, hidden: torch.Tensor) -> torch.Tensor:
+        if not self.remove_padding:
+            if hidden.dim() != 3 or hidden.shape[0] != self.lengths.numel():
+                raise RuntimeError(f"CARE embeddings: padded hidden states {tuple(hidden.shape)} for "
+                                   f"{self.lengths.numel()} samples")
+            mask = padded_from_packed(self.values.to(hidden.device), self.lengths, hidden.shape[1])
+            return pool_padded(hidden, mask)
+        if self.sp_group is None:
+            return pool_packed(hidden, self.values, self.lengths)
+        import torch.distributed as dist
+
+        rank = dist.get_rank(group=self.sp_group)
+        local = hidden.shape[-2]
+        sums, counts = packed_partial_sums(hidden, self.values, self.lengths, start=rank * local)
+        dist.all_reduce(sums, group=self.sp_group)
+        dist.all_reduce(counts, group=self.sp_group)
+        expected = torch.zeros_like(counts)
+        expected.index_add_(0, torch.repeat_interleave(torch.arange(self.lengths.numel(), device=counts.device),
+                                                        self.lengths.to(counts.device)),
+                            self.values.to(device=counts.device, dtype=torch.float32))
+        if not torch.allclose(counts, expected):
+            raise RuntimeError("CARE embeddings: the sequence-parallel shards do not cover the packed sequence")
+        return finish_mean(sums, counts)
+
+    def hook(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            hidden = args[0] if args else kwargs.get("input")
+            with torch.no_grad():
+                self.embeddings = self._pool(hidden.detach())
+
+    @contextlib.contextmanager
+    def attached(self, module: torch.nn.Module):
+        handle = output_head(module).register_forward_pre_hook(self.hook, with_kwargs=True)
+        try:
+            yield self
+        finally:
+            handle.remove()
+
+    def result(self) -> torch.Tensor:
+        if self.calls != 1 or self.embeddings is None:
+            raise RuntimeError(
+                f"CARE embeddings: lm_head ran {self.calls} times in one micro-batch forward (expected once). The "
+                "fused log-prob kernels skip lm_head: set actor_rollout_ref.model.use_fused_kernels=False, or "
+                "algorithm.care.similarity=ngram."
+            )
+        return self.embeddings

@@ -1,28 +1,29 @@
-"""The patches of verl code, all in one place (pinned verl 0.9.1; ``tests/test_patches_on_cpu.py`` checks every
-symbol still exists). Each is applied right after its module is first imported, by a post-import hook (so
-``import verl`` stays cheap in every process).
+"""The legacy trainer's patches (TaskRunner side), pinned verl 0.9.1; listed in ``recipe_care.patches.PATCHED_SYMBOLS``.
 
-In ``verl.trainer.ppo.ray_trainer`` (the legacy trainer):
+In ``verl.trainer.ppo.ray_trainer``:
 
 1. ``compute_advantage`` — for ``adv_estimator == "care"`` only, the registered estimator also receives
-   ``batch``, ``non_tensor_batch`` and ``meta_info`` (as verl does for ``gdpo``), and ``care_embeddings`` leave the
-   batch once it has used them (the actor update never needs them); every other estimator goes to verl's original
-   function unchanged.
-2. ``RayPPOTrainer.__init__`` — records the trainer (a weak reference): its tokenizer, which CARE needs to find
-   ``<think>``/``<answer>`` spans in token ids, and its ``global_steps``, the step ``anchor: random`` mixes into its
-   seed. Nothing else changes.
-3. ``compute_data_metrics`` — appends the failure-signal diagnostics (for every estimator), the last CARE step's
-   ``care/*`` metrics and metrics queued with ``recipe_care.diagnostics.push_step_metrics`` (RGR's ``rgr/*``) to
-   verl's step metrics. Errors there are logged, never raised.
+   ``batch``, ``non_tensor_batch`` and ``meta_info`` (as verl does for ``gdpo``), and CARE's TaskRunner keys
+   (``recipe_care.step_context.TASK_RUNNER_KEYS``: ``care_embeddings``) leave the batch once it has used them (the
+   actor update never needs them); every other estimator goes to verl's original function unchanged.
+2. ``RayPPOTrainer.__init__`` — records the trainer in ``recipe_care.step_context`` (a weak reference): its
+   tokenizer, which CARE needs to find ``<think>``/``<answer>`` spans in token ids, and its ``global_steps``, the step
+   ``anchor: random`` mixes into its seed. Nothing else changes.
+3. ``compute_data_metrics`` — appends the failure-signal diagnostics (``signal/*``, for every estimator) and the
+   metrics queued in ``recipe_care.step_context`` this step (the estimator's ``care/*``, RGR's ``rgr/*``) to verl's
+   step metrics. Errors there are logged, never raised.
+4. ``RayPPOTrainer._compute_ref_log_prob`` — the reference pass runs without CARE's TaskRunner keys in the batch
+   (taken out for the call, put back after), so they are not shipped to the reference workers. At the authors' scale
+   (4,096 rollouts x 3,584 floats) the embeddings alone are 59 MB per pass.
 
 Rows repaired by RGR (``non_tensor_batch["rgr_row"] != 0``) were sampled at the repair temperature/top-p, so the
 rollout engine's log-probs of their tokens do not describe the policy the actor recomputes. Two functions that
 ``fit()`` imports when it calls them keep those rows apart; without repaired rows both are verl's originals:
 
-4. ``verl.utils.debug.metrics.calculate_debug_metrics`` — ``training/rollout_probs_diff_*`` and
+5. ``verl.utils.debug.metrics.calculate_debug_metrics`` — ``training/rollout_probs_diff_*`` and
    ``training/rollout_actor_probs_pearson_corr`` over the ordinary rows only; the repaired rows get the same metrics
    as ``rgr/rollout_probs_diff_*`` / ``rgr/rollout_actor_probs_pearson_corr``.
-5. ``verl.trainer.ppo.rollout_corr_helper.compute_rollout_correction_and_add_to_batch`` — rollout correction (IS
+6. ``verl.trainer.ppo.rollout_corr_helper.compute_rollout_correction_and_add_to_batch`` — rollout correction (IS
    weights, rejection sampling, ``rollout_corr/*`` metrics) computed on the ordinary rows only; repaired rows keep
    their response mask and get IS weight 1, i.e. they are trained as samples of the old policy, as the authors
    train them. (``algorithm.rollout_correction.bypass_mode=True``, where verl would use the engine's log-probs as the
@@ -31,32 +32,40 @@ rollout engine's log-probs of their tokens do not describe the policy the actor 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
+from recipe_care.config import is_care_estimator
+from recipe_care.patches import is_marked, mark
+from recipe_care.step_context import TASK_RUNNER_KEYS
+
 logger = logging.getLogger("recipe_care")
 
-TARGET = "verl.trainer.ppo.ray_trainer"
-DEBUG_METRICS = "verl.utils.debug.metrics"
-ROLLOUT_CORR = "verl.trainer.ppo.rollout_corr_helper"
-PATCHED_SYMBOLS = (
-    (TARGET, "compute_advantage"),
-    (TARGET, "RayPPOTrainer.__init__"),
-    (TARGET, "compute_data_metrics"),
-    (DEBUG_METRICS, "calculate_debug_metrics"),
-    (ROLLOUT_CORR, "compute_rollout_correction_and_add_to_batch"),
-)
-_MARK = "__care_patched__"
 RGR_ROW_KEY = "rgr_row"  # == recipe_care.rgr.core.ROW_KEY (no import: the RGR package needs Ray)
 
 
-def _is_care(adv_estimator: Any) -> bool:
-    return str(getattr(adv_estimator, "value", adv_estimator)) == "care"
+@contextlib.contextmanager
+def task_runner_keys_held_out(batch: Any) -> Iterator[None]:
+    """Take CARE's TaskRunner keys out of a DataProto for the duration of a worker call, and put them back."""
+    held = {key: batch.batch.pop(key) for key in TASK_RUNNER_KEYS if key in batch.batch.keys()}
+    try:
+        yield
+    finally:
+        for key, value in held.items():
+            batch.batch[key] = value
+
+
+def drop_task_runner_keys(batch: Any) -> None:
+    """Remove CARE's TaskRunner keys from a DataProto (the estimator has used them)."""
+    for key in TASK_RUNNER_KEYS:
+        if key in batch.batch.keys():
+            batch.batch.pop(key)
 
 
 def _patch_compute_advantage(module: Any) -> None:
@@ -65,7 +74,7 @@ def _patch_compute_advantage(module: Any) -> None:
 
     @functools.wraps(original)
     def compute_advantage(data, adv_estimator, *args, **kwargs):
-        if not _is_care(adv_estimator):
+        if not is_care_estimator(adv_estimator):
             return original(data, adv_estimator, *args, **kwargs)
         bound = signature.bind(data, adv_estimator, *args, **kwargs)
         bound.apply_defaults()
@@ -83,15 +92,10 @@ def _patch_compute_advantage(module: Any) -> None:
         )
         data.batch["advantages"] = advantages
         data.batch["returns"] = returns
-        # used; the reference pass is over and the actor update must not ship N x H floats again
-        from recipe_care.verl_adapter import EMBEDDING_KEY
-
-        if EMBEDDING_KEY in data.batch.keys():
-            data.batch.pop(EMBEDDING_KEY)
+        drop_task_runner_keys(data)  # used; the actor update must not ship them
         return data
 
-    setattr(compute_advantage, _MARK, True)
-    module.compute_advantage = compute_advantage
+    module.compute_advantage = mark(compute_advantage)
 
 
 def _patch_trainer_init(module: Any) -> None:
@@ -101,12 +105,11 @@ def _patch_trainer_init(module: Any) -> None:
     @functools.wraps(original)
     def __init__(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        from recipe_care.verl_adapter import set_trainer
+        from recipe_care.step_context import set_trainer
 
         set_trainer(self)
 
-    setattr(__init__, _MARK, True)
-    cls.__init__ = __init__
+    cls.__init__ = mark(__init__)
 
 
 def _patch_data_metrics(module: Any) -> None:
@@ -116,19 +119,29 @@ def _patch_data_metrics(module: Any) -> None:
     def compute_data_metrics(*args, **kwargs):
         metrics = original(*args, **kwargs)
         try:
-            from recipe_care.diagnostics import failure_signal_metrics, pop_step_metrics
-            from recipe_care.verl_adapter import pop_last_metrics
+            from recipe_care.diagnostics import failure_signal_metrics
+            from recipe_care.step_context import pop_step_metrics
 
             batch = kwargs.get("batch", args[0] if args else None)
             metrics.update(failure_signal_metrics(batch))
-            metrics.update(pop_last_metrics())
             metrics.update(pop_step_metrics())
         except Exception:  # diagnostics must never break a training step
             logger.exception("recipe_care: diagnostics failed; training continues")
         return metrics
 
-    setattr(compute_data_metrics, _MARK, True)
-    module.compute_data_metrics = compute_data_metrics
+    module.compute_data_metrics = mark(compute_data_metrics)
+
+
+def _patch_compute_ref_log_prob(module: Any) -> None:
+    cls = module.RayPPOTrainer
+    original = cls._compute_ref_log_prob
+
+    @functools.wraps(original)
+    def _compute_ref_log_prob(self, batch, *args, **kwargs):
+        with task_runner_keys_held_out(batch):
+            return original(self, batch, *args, **kwargs)
+
+    cls._compute_ref_log_prob = mark(_compute_ref_log_prob)
 
 
 def repaired_rows(data: Any) -> np.ndarray:
@@ -162,8 +175,7 @@ def _patch_debug_metrics(module: Any) -> None:
         metrics.update({"rgr/" + k.split("/", 1)[1]: v for k, v in repaired.items()})
         return metrics
 
-    setattr(calculate_debug_metrics, _MARK, True)
-    module.calculate_debug_metrics = calculate_debug_metrics
+    module.calculate_debug_metrics = mark(calculate_debug_metrics)
 
 
 def _patch_rollout_correction(module: Any) -> None:
@@ -193,47 +205,26 @@ def _patch_rollout_correction(module: Any) -> None:
             batch.batch["rollout_is_weights"] = weights
         return batch, metrics
 
-    setattr(compute_rollout_correction_and_add_to_batch, _MARK, True)
-    module.compute_rollout_correction_and_add_to_batch = compute_rollout_correction_and_add_to_batch
+    module.compute_rollout_correction_and_add_to_batch = mark(compute_rollout_correction_and_add_to_batch)
 
 
 def patch_ray_trainer(module: Any) -> None:
-    """Apply the three patches to an imported ``verl.trainer.ppo.ray_trainer`` (idempotent)."""
-    if getattr(module.compute_advantage, _MARK, False):
+    """Apply patches 1-4 to an imported ``verl.trainer.ppo.ray_trainer`` (idempotent)."""
+    if is_marked(module.compute_advantage):
         return
     _patch_compute_advantage(module)
     _patch_trainer_init(module)
     _patch_data_metrics(module)
+    _patch_compute_ref_log_prob(module)
 
 
 def patch_debug_metrics(module: Any) -> None:
-    if not getattr(module.calculate_debug_metrics, _MARK, False):
+    """Apply patch 5 to an imported ``verl.utils.debug.metrics`` (idempotent)."""
+    if not is_marked(module.calculate_debug_metrics):
         _patch_debug_metrics(module)
 
 
 def patch_rollout_correction(module: Any) -> None:
-    if not getattr(module.compute_rollout_correction_and_add_to_batch, _MARK, False):
+    """Apply patch 6 to an imported ``verl.trainer.ppo.rollout_corr_helper`` (idempotent)."""
+    if not is_marked(module.compute_rollout_correction_and_add_to_batch):
         _patch_rollout_correction(module)
-
-
-def is_patched(module: Any) -> bool:
-    """Whether recipe_care's patches of ``module`` (one of the three patched verl modules) are installed."""
-    if module.__name__ == DEBUG_METRICS:
-        return bool(getattr(module.calculate_debug_metrics, _MARK, False))
-    if module.__name__ == ROLLOUT_CORR:
-        return bool(getattr(module.compute_rollout_correction_and_add_to_batch, _MARK, False))
-    return all(
-        getattr(obj, _MARK, False)
-        for obj in (module.compute_advantage, module.RayPPOTrainer.__init__, module.compute_data_metrics)
-    )
-
-
-def install() -> None:
-    """Patch now if the legacy trainer is already imported, else when it gets imported (once per process)."""
-    from recipe_care import embedding_patch
-    from recipe_care.post_import import when_imported
-
-    embedding_patch.install()  # policy hidden-state embeddings in the old-log-prob pass (docs/embeddings.md)
-    when_imported(TARGET, patch_ray_trainer)
-    when_imported(DEBUG_METRICS, patch_debug_metrics)
-    when_imported(ROLLOUT_CORR, patch_rollout_correction)

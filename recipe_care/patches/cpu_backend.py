@@ -1,0 +1,112 @@
+"""The opt-in CPU backend's changes to verl 0.9.1: run the real legacy trainer on a machine without a GPU.
+
+Installed by :func:`install` (idempotent), which ``recipe_care.cpu`` calls when it is imported: by the verl plugin
+when ``CARE_CPU_BACKEND=1``, or through ``VERL_USE_EXTERNAL_MODULES=recipe_care.cpu`` (``run_scripts/cpu_smoke.sh``
+sets both). A GPU run never imports this module.
+
+Registrations through verl's extension points:
+
+1. the ``cpu`` platform (:class:`recipe_care.cpu.platform.PlatformCPU`) in ``verl.plugin.platform.PlatformRegistry``,
+   selected by ``VERL_PLATFORM=cpu``;
+2. ``VERL_ENGINE_DEVICE=cuda`` (unless set) so ``EngineRegistry`` finds the FSDP engine, which verl registers for
+   ``cuda``/``npu`` only but which is device-agnostic once the platform says ``cpu``;
+3. the ``hfcpu`` HF-``generate`` rollout (``actor_rollout_ref.rollout.name=hfcpu``), see
+   :mod:`recipe_care.cpu.hf_rollout`.
+
+Two module-attribute patches (listed in ``recipe_care.patches.PATCHED_SYMBOLS``, group ``cpu_backend``):
+
+4. ``verl.utils.distributed.initialize_global_process_group_ray`` builds the backend string
+   ``"cpu:gloo,{device}:{backend}"``, which on the ``cpu`` platform is ``"cpu:gloo,cpu:gloo"`` and torch rejects it
+   (``Duplicate device type cpu``). The wrapper defaults ``backend="cpu:gloo"``.
+5. The FSDP2 forward-only (ref) engine hard-codes ``CPUOffloadPolicy(pin_memory=True)``
+   (``workers/engine/fsdp/transformer_impl.py``); pinning needs an accelerator. The replacement is a real
+   ``CPUOffloadPolicy`` subclass (torch checks ``isinstance``) that always sets ``pin_memory=False``.
+
+Both are applied where the attribute is defined and, if already imported, where it was copied by
+``from ... import`` (``verl.workers.engine_workers``, ``verl.workers.engine.fsdp.transformer_impl``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import sys
+
+from recipe_care.patches import PATCHED_SYMBOLS, is_marked, mark
+
+_installed = False
+
+
+def register_cpu_platform() -> None:
+    """Registration 1: :class:`~recipe_care.cpu.platform.PlatformCPU` as ``"cpu"`` (a second call is a no-op)."""
+    from verl.plugin.platform import PlatformRegistry
+
+    from recipe_care.cpu.platform import PLATFORM_NAME, PlatformCPU
+
+    registered = PlatformRegistry.get(PLATFORM_NAME)
+    if (
+        registered is not None
+        and registered.__qualname__ == PlatformCPU.__qualname__
+        and registered.__module__ == PlatformCPU.__module__
+    ):
+        return
+    PlatformRegistry.register(PLATFORM_NAME)(PlatformCPU)
+
+
+def _set_everywhere(attr: str, new) -> None:
+    """Set ``attr`` on every module that ``PATCHED_SYMBOLS`` lists for it: the defining module (listed first, imported
+    now) and the importers that are already loaded."""
+    modules = [s.module for s in PATCHED_SYMBOLS if s.group == "cpu_backend" and s.attribute == attr]
+    for i, name in enumerate(modules):
+        mod = importlib.import_module(name) if i == 0 else sys.modules.get(name)
+        if mod is not None and hasattr(mod, attr):
+            setattr(mod, attr, new)
+
+
+def patch_gloo_process_group() -> None:
+    """Patch 4: the Ray workers' process group uses the single backend ``cpu:gloo``."""
+    from verl.utils import distributed
+
+    original = distributed.initialize_global_process_group_ray
+    if is_marked(original):
+        return
+
+    @functools.wraps(original)
+    def initialize_global_process_group_ray(timeout_second=None, backend=None):
+        return original(timeout_second=timeout_second, backend=backend or "cpu:gloo")
+
+    _set_everywhere("initialize_global_process_group_ray", mark(initialize_global_process_group_ray))
+
+
+def patch_fsdp2_offload_unpinned() -> None:
+    """Patch 5: FSDP2's ``CPUOffloadPolicy`` as verl builds it never pins memory."""
+    from verl.utils import fsdp_utils
+
+    original = fsdp_utils.CPUOffloadPolicy
+    if original is None or is_marked(original):
+        return
+
+    class UnpinnedCPUOffloadPolicy(original):
+        """``CPUOffloadPolicy`` whose ``pin_memory`` is always False (no accelerator to pin for)."""
+
+        def __init__(self, pin_memory: bool = False):
+            super().__init__(pin_memory=False)
+
+    _set_everywhere("CPUOffloadPolicy", mark(UnpinnedCPUOffloadPolicy))
+
+
+def install() -> None:
+    """Registrations 1-3 and patches 4-5, once per process."""
+    global _installed
+    if _installed:
+        return
+    os.environ.setdefault("VERL_ENGINE_DEVICE", "cuda")
+
+    from recipe_care.cpu.hf_rollout import register_hfcpu_rollout
+
+    register_cpu_platform()
+    patch_gloo_process_group()
+    patch_fsdp2_offload_unpinned()
+    register_hfcpu_rollout()
+    _installed = True
