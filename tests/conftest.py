@@ -10,21 +10,6 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "benchmarks"
 
 
-# Modules that start a Ray cluster in the test process (ray.init, cluster_utils) or through verl's entry point. With
-# `pytest -n 2` (run_scripts/test.sh) they run one after another in one worker: a cluster of Ray's test utilities
-# registers itself as "the current cluster", and a plain ray.init() in a parallel worker would join it.
-RAY_MODULES = {"test_registration_on_cpu", "test_rgr_manager_ray", "test_preflight_cluster", "test_run_scripts"}
-
-
-def pytest_collection_modifyitems(config, items):
-    """Parallel runs (pytest-xdist, ``--dist loadgroup``): each test module runs in one worker, so a module-scoped
-    fixture (the CPU smoke run, the learning run) runs once; the Ray modules share one group."""
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        group = "ray" if module in RAY_MODULES or item.get_closest_marker("ray") else module
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():  # never skip silently: the fixtures are part of the suite

@@ -63,7 +63,9 @@ def test_registration_is_idempotent_even_under_another_module_object():
 def test_resolves_in_ray_actor_and_task():
     import ray
 
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, namespace="care-registration-test")
+    # a cluster of our own even when another test runs one (the suite runs in parallel workers)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
+             namespace="care-registration-test")
     try:
 
         # defined inline (no reference to this test module, which Ray workers cannot import)
