@@ -10,6 +10,19 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "benchmarks"
 
 
+# The two training runs of the suite (minutes each) start first: run_scripts/test.sh runs the suite in 2 workers with
+# `--dist loadfile`, which hands out test modules in collection order; the other worker meanwhile runs the rest.
+SLOW_MODULES = ("test_cpu_learn", "test_e2e_cpu_smoke")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module is not None else ""
+        return SLOW_MODULES.index(module) if module in SLOW_MODULES else len(SLOW_MODULES)
+
+    items.sort(key=rank)  # stable: every module keeps its own order
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():  # never skip silently: the fixtures are part of the suite
