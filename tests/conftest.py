@@ -1,9 +1,11 @@
 """Shared test helpers. The benchmark fixture records live in the repository: tests/fixtures/benchmarks/."""
 
 import gc
+import signal
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,3 +46,18 @@ def cpu_seconds(fn, *args, **kwargs):
         return result, time.thread_time() - start
     finally:
         gc.enable()
+
+
+def kill_tree(pid: int) -> None:
+    """Kill a script and everything it started (driver, raylet, Ray workers), and nothing else."""
+    try:
+        root = psutil.Process(pid)
+        procs = root.children(recursive=True) + [root]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)

@@ -14,34 +14,18 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
 
-import psutil
 import pytest
+from conftest import kill_tree
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "run_scripts" / "cpu_smoke.sh"
 RUN_TIMEOUT_S = 540  # the script takes ~90 s; a hang (e.g. an unsatisfiable Ray placement group) must not last
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
-
-
-def _kill_tree(pid: int) -> None:
-    """Kill the script and everything it started (driver, raylet, Ray workers), and nothing else."""
-    try:
-        root = psutil.Process(pid)
-        procs = root.children(recursive=True) + [root]
-    except psutil.NoSuchProcess:
-        return
-    for proc in procs:
-        try:
-            proc.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +40,12 @@ def smoke(tmp_path_factory):
     try:
         console, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
+        kill_tree(proc.pid)
         console, _ = proc.communicate()
         pytest.fail(f"cpu_smoke.sh did not finish in {RUN_TIMEOUT_S} s; last output:\n{console[-6000:]}")
     finally:
         if proc.poll() is None:
-            _kill_tree(proc.pid)
+            kill_tree(proc.pid)
     wall = time.monotonic() - start
     metrics_file = out_dir / "care-vl-hash" / "metrics.jsonl"
     metrics: dict[int, dict] = {}
