@@ -13,7 +13,8 @@ FIXTURES = REPO / "tests" / "fixtures" / "benchmarks"
 
 
 # The two training runs of the suite (minutes each) start first: run_scripts/test.sh runs the suite in 2 workers with
-# `--dist loadfile`, which hands out test modules in collection order; the other worker meanwhile runs the rest.
+# `--dist loadfile --no-loadscope-reorder`, which hands out test modules in collection order (by default xdist would
+# hand out the modules with the most tests first); the other worker meanwhile runs the rest.
 SLOW_MODULES = ("test_cpu_learn", "test_e2e_cpu_smoke")
 
 

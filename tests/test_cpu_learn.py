@@ -74,7 +74,9 @@ def test_starts_at_chance_with_the_format_learned(learn):
 def test_validation_accuracy_rises_clearly_with_care_and_rgr(learn):
     rows = learn["rows"]
     acc, fmt = _val(rows), _val(rows, "val_format")
-    assert acc[-1] >= acc[0] + 0.25, f"held-out accuracy did not rise: {acc}"
+    # +0.20: the shipped run rose by 0.33 and 0.42 in two CI runs (the batched rollout server's batches depend on
+    # timing, so runs differ), the sign-flipped and shifted-by-one runs by -0.25 and 0.00 (docs/cpu_learn.md)
+    assert acc[-1] >= acc[0] + 0.20, f"held-out accuracy did not rise: {acc}"
     assert min(fmt) >= 0.9, f"format must stay learned: {fmt}"
     last = rows[-1]
     assert float(last["care/hidden_embeddings"]) == 1.0  # hard negatives from policy hidden states
