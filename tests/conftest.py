@@ -20,7 +20,7 @@ SLOW_MODULES = ("test_cpu_learn", "test_e2e_cpu_smoke")
 
 def pytest_collection_modifyitems(config, items):
     def rank(item) -> int:
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module is not None else ""
+        module = getattr(getattr(item, "module", None), "__name__", "").rsplit(".", 1)[-1]
         return SLOW_MODULES.index(module) if module in SLOW_MODULES else len(SLOW_MODULES)
 
     items.sort(key=rank)  # stable: every module keeps its own order
