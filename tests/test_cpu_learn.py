@@ -20,9 +20,9 @@ from conftest import kill_tree
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "run_scripts" / "cpu_learn.sh"
 STEPS = 40
-RUN_TIMEOUT_S = 900  # 465-600 s measured in CI beside the rest of the suite (2 cores); a hang must not last
+RUN_TIMEOUT_S = 1200  # 465-600 s measured in CI beside the rest of the suite (2 cores); a hang must not last
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(960)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1260)]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_starts_at_chance_with_the_format_learned(learn):
 def test_validation_accuracy_rises_clearly_with_care_and_rgr(learn):
     rows = learn["rows"]
     acc, fmt = _val(rows), _val(rows, "val_format")
-    # +0.20: the shipped run rose by 0.33, 0.42 and 0.45 in three CI runs (the batched rollout server's batches depend on
+    # +0.20: the shipped run rose by 0.33, 0.42, 0.45 and 0.33 in four CI runs (the batched rollout server's batches depend on
     # timing, so runs differ), the sign-flipped and shifted-by-one runs by -0.25 and 0.00 (docs/cpu_learn.md)
     assert acc[-1] >= acc[0] + 0.20, f"held-out accuracy did not rise: {acc}"
     assert min(fmt) >= 0.9, f"format must stay learned: {fmt}"
