@@ -4,10 +4,11 @@
     python benchmarks/bench_learn_plain_grpo.py --phrases 1
 
 The format warm start of ``recipe_care.testing.learn_policy`` teaches ``<think>P</think><answer>L</answer>`` with
-``P`` drawn from ``THINK_PHRASES`` (two phrases: every sampled response carries a coin flip that has nothing to do
-with the reward). GRPO gives each response's advantage to every token, so that coin flip's log-probability gradient
-is noise of the same size as the answer letter's signal. This script warm-starts the same policy with the script's
-two phrases or with the longer one alone, then runs a plain GRPO loop (8 prompts x 8 samples at T=1, group-normalized
+``P`` the one text of ``THINK_PHRASES``. An earlier version drew ``P`` from two phrases, so every sampled response
+carried a coin flip that has nothing to do with the reward; GRPO gives each response's advantage to every token, so
+that coin flip's log-probability gradient is noise of the same size as the answer letter's signal. This script
+warm-starts the same policy with the shipped phrase alone (``--phrases 1``) or with :data:`SECOND_PHRASE` added
+(``--phrases 2``, the earlier warm start), then runs a plain GRPO loop (8 prompts x 8 samples at T=1, group-normalized
 reward 0.9 acc + 0.1 format, token-mean policy gradient on-policy, two AdamW steps of 32 rows per step, lr 3e-4, grad
 clip 1: the optimisation settings of ``run_scripts/cpu_learn.sh``) and prints held-out greedy accuracy on 64 items
 every 20 steps. It is a diagnosis for docs/cpu_learn.md, not part of the recipe.
@@ -22,6 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+
+#: The second reasoning phrase of the earlier two-phrase warm start.
+SECOND_PHRASE = "I look."
 
 
 def main() -> None:
@@ -39,8 +44,8 @@ def main() -> None:
     from recipe_care.testing import shapes_task
     from reward_fns import compute_score
 
-    if args.phrases == 1:
-        lp.THINK_PHRASES = lp.THINK_PHRASES[-1:]
+    if args.phrases == 2:
+        lp.THINK_PHRASES = (SECOND_PHRASE, *lp.THINK_PHRASES)
     out = Path(args.out or tempfile.mkdtemp(prefix="plain-grpo-"))
     base = lp.build_base(out / f"base-{args.phrases}p", seed=args.seed)
     policy = lp.warm_start(base, out / f"policy-{args.phrases}p", seed=args.seed, log_every=0)
@@ -55,7 +60,7 @@ def main() -> None:
     banned = [[i] for i in tok.all_special_ids if i != tok.eos_token_id]
 
     def generate(items, n, sample):
-        enc = dict(lp.encode_prompts(processor, [it.png for it in items]))
+        enc = dict(lp.encode_prompts(processor, items))
         with torch.no_grad():
             out_ids = model.generate(**enc, do_sample=sample, temperature=1.0, top_p=1.0, max_new_tokens=24,
                                      num_return_sequences=n, eos_token_id=tok.eos_token_id,

@@ -131,8 +131,14 @@ def recipe_runtime_env() -> dict:
 
 
 def cluster_address(config: Any) -> str | None:
-    """The Ray cluster a run connects to: ``ray_kwargs.ray_init.address``, else ``RAY_ADDRESS`` (as ``ray.init``)."""
+    """The Ray cluster a run connects to: ``ray_kwargs.ray_init.address``, else ``RAY_ADDRESS`` (as ``ray.init``).
+
+    ``address=local`` is no cluster: ``ray.init`` then starts a new single-node instance on this machine whatever
+    ``RAY_ADDRESS`` says (the CPU runs use it), so there is nothing to check and None is returned.
+    """
     address = config.ray_kwargs.ray_init.get("address") if "ray_kwargs" in config else None
+    if address == "local":
+        return None
     return address or os.environ.get("RAY_ADDRESS") or None
 
 

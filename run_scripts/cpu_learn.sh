@@ -10,7 +10,7 @@
 # for all runs in the folder: outputs/cpu_learn/summary.md and curves.png.
 #
 #   SEEDS       seeds to run (default: 0); a seed sets the task items, the model init, the warm start and verl's seeds
-#   STEPS       RL steps per run (default: 80)
+#   STEPS       RL steps per run (default: 40)
 #   ESTIMATORS  estimators to run (default: "care grpo"); RGR is on for care, off for grpo (as in the GPU scripts)
 #   VAL_EVERY   validation period in steps (default: 10; validation also runs at step 0, before any update)
 #   N_TRAIN, N_VAL  task items (default: 8 * STEPS, i.e. every training prompt is new, and 128)
@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$CARE_REPO"
 
 SEEDS="${SEEDS:-0}"
-STEPS="${STEPS:-80}"
+STEPS="${STEPS:-40}"
 ESTIMATORS="${ESTIMATORS:-care grpo}"
 VAL_EVERY="${VAL_EVERY:-10}"
 N_TRAIN="${N_TRAIN:-$((8 * STEPS))}"

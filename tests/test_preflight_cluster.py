@@ -56,6 +56,11 @@ def test_multi_node_run_without_a_cluster_address_is_refused(monkeypatch):
     with pytest.raises(PreflightError, match=r"trainer.nnodes=2 needs a running Ray cluster.*RAY_ADDRESS"):
         cluster_preflight(_compose(["trainer.nnodes=2"]))
     assert cluster_preflight(_compose()) is None  # one node, no address: verl starts its own Ray instance
+    # address=local starts a new single-node instance even when RAY_ADDRESS names a cluster: nothing to check
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert cluster_preflight(_compose(["+ray_kwargs.ray_init.address=local"])) is None
+    with pytest.raises(PreflightError, match=r"trainer.nnodes=2 needs a running Ray cluster"):
+        cluster_preflight(_compose(["trainer.nnodes=2", "+ray_kwargs.ray_init.address=local"]))
 
 
 def test_cli_checks_the_cluster_with_what_the_run_scripts_ship(monkeypatch, capsys):

@@ -41,8 +41,13 @@ def test_a_training_item_equal_to_a_validation_image_is_redrawn():
 def test_the_answer_is_in_the_image_only():
     train, _ = shapes_task.make_splits(0, 16, 0)
     rows = [shapes_task.to_row(it, 0) for it in train]
-    # the text is the same for every item: a policy that ignores the image is at chance on balanced items
-    assert len({json.dumps(r["prompt"]) for r in rows}) == 1
+    # the 4 items of a block share their text and hold each answer once: a policy that ignores the image is at
+    # chance on every whole block; consecutive blocks differ in their text (see the next test)
+    for start in range(0, len(rows), 4):
+        block = rows[start : start + 4]
+        assert len({json.dumps(r["prompt"]) for r in block}) == 1
+        assert sorted(r["reward_model"]["ground_truth"] for r in block) == list("ABCD")
+    assert len({json.dumps(r["prompt"]) for r in rows}) == len(shapes_task.QUESTIONS)
     assert shapes_task.chance_level() == 0.25
     # the colour of the drawn shape is the answer's option (the pixel farthest from the grey background)
     for it in train:
@@ -53,7 +58,23 @@ def test_the_answer_is_in_the_image_only():
         nearest = min(colours, key=lambda c: sum((a - b) ** 2 for a, b in zip(colours[c], pixel)))
         assert nearest == it.colour
     blank = [shapes_task.to_row(it, 0, blank=True) for it in train]
-    assert len({(json.dumps(r["prompt"]), r["images"][0]["bytes"]) for r in blank}) == 1
+    for start in range(0, len(blank), 4):
+        assert len({(json.dumps(r["prompt"]), r["images"][0]["bytes"]) for r in blank[start : start + 4]}) == 1
+
+
+def test_a_training_step_never_has_one_prompt_length(tmp_path):
+    """Two consecutive blocks (one step of 8 prompts) tokenise to different lengths with the learning policy's
+    tokenizer: verl 0.9.1 fails on a step whose rows all have one length (shapes_task docstring)."""
+    from transformers import AutoProcessor
+
+    from recipe_care.testing import learn_policy
+
+    processor = AutoProcessor.from_pretrained(learn_policy.build_base(tmp_path / "base", seed=0))
+    items = shapes_task.make_items(0, "train", 4 * len(shapes_task.QUESTIONS) + 4)
+    lengths = learn_policy.encode_prompts(processor, items)["attention_mask"].sum(1).tolist()
+    blocks = [lengths[i : i + 4] for i in range(0, len(lengths), 4)]
+    assert all(len(set(b)) == 1 for b in blocks), blocks
+    assert all(a[0] != b[0] for a, b in zip(blocks, blocks[1:])), blocks
 
 
 def test_rows_have_data_prep_schema_and_instruction(tmp_path):

@@ -7,8 +7,8 @@ own text (system turn, question, the ``data_prep`` instruction, the RGR cue, the
 whose ``max_pixels`` makes a 112 px image 16 image tokens, all from ``recipe_care.testing.tiny_models``.
 
 Step 2 (:func:`warm_start`): a short supervised loop (plain PyTorch, AdamW) on task prompts of its own images
-(never a train/validation item) whose targets are ``<think>P</think><answer>L</answer><|im_end|>`` with ``P`` one of :data:`THINK_PHRASES` and ``L`` a letter drawn
-uniformly **independently of the image**. It teaches the output format only: afterwards greedy validation gives
+(never a train/validation item) whose targets are ``<think>P</think><answer>L</answer><|im_end|>`` with ``P`` the
+fixed reasoning text of :data:`THINK_PHRASES` and ``L`` a letter drawn uniformly **independently of the image**. It teaches the output format only: afterwards greedy validation gives
 format 1.0 and accuracy 0.25 (the step-0 validation of every ``cpu_learn.sh`` run). The prompts are encoded exactly as
 verl's ``RLHFDataset`` + agent loop do (image part + text part, the processor's chat template,
 ``qwen_vl_utils.fetch_image``).
@@ -27,15 +27,13 @@ from pathlib import Path
 
 from recipe_care.testing import shapes_task
 
-BUILD_VERSION = 1
+BUILD_VERSION = 3
 WARM_MARKER = ".care_warm_start.json"
 
-#: Reasoning texts of the warm start: uninformative about the image, of different lengths (so "shortest correct
-#: rationale" has a choice to make).
-THINK_PHRASES = (
-    "I look.",
-    "The colour of the shape decides the answer.",
-)
+#: Reasoning text(s) of the warm start, uninformative about the image. One fixed text: with two, drawn at random,
+#: every sampled response carries a coin flip that has nothing to do with the reward, and GRPO (which gives every
+#: token the response's advantage) learned far slower (``benchmarks/bench_learn_plain_grpo.py --phrases 2``).
+THINK_PHRASES: tuple[str, ...] = ("The colour of the shape decides the answer.",)
 
 #: Text the task tokenizer is trained on: everything a prompt or a response of the task contains.
 def _corpus() -> list[str]:
@@ -46,7 +44,7 @@ def _corpus() -> list[str]:
     cue = RgrConfig().cue
     return [
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n",
-        f"<|im_start|>user\n{shapes_task.question_body()}\n\n{INSTRUCTION}<|im_end|>\n",
+        *[f"<|im_start|>user\n{shapes_task.question_body(q)}\n\n{INSTRUCTION}<|im_end|>\n" for q in shapes_task.QUESTIONS],
         *[
             f"<|im_start|>assistant\n<think>{p}</think><answer>{x}</answer><|im_end|>\n"
             for p in THINK_PHRASES
@@ -124,11 +122,11 @@ def build_base(out_dir, *, seed: int = 0, hidden_size: int = 64, layers: int = 2
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def prompt_text(processor) -> str:
-    """The chat-templated prompt of every task item (verl: ``RLHFDataset._build_messages`` + chat template)."""
+def prompt_text(processor, question: str) -> str:
+    """The chat-templated prompt of a task item (verl: ``RLHFDataset._build_messages`` + chat template)."""
     from data_prep.prompt import IMAGE_TOKEN, build_content
 
-    body = build_content(shapes_task.question_body())
+    body = build_content(shapes_task.question_body(question))
     parts = [{"type": "image"} if seg == IMAGE_TOKEN else {"type": "text", "text": seg}
              for seg in body.replace(IMAGE_TOKEN, f"\0{IMAGE_TOKEN}\0").split("\0") if seg]
     return processor.apply_chat_template([{"role": "user", "content": parts}], add_generation_prompt=True,
@@ -143,10 +141,11 @@ def load_image(png: bytes):
     return process_image(Image.open(io.BytesIO(png)).convert("RGB"), image_patch_size=14)
 
 
-def encode_prompts(processor, pngs: list[bytes]) -> dict:
-    """Processor inputs for a batch of task items (same prompt text, one image each)."""
-    text = prompt_text(processor)
-    return processor(text=[text] * len(pngs), images=[load_image(p) for p in pngs], return_tensors="pt")
+def encode_prompts(processor, items: list[shapes_task.Item]) -> dict:
+    """Processor inputs for a batch of task items (each its phrasing and image), left-padded as verl's rollout."""
+    processor.tokenizer.padding_side = "left"
+    return processor(text=[prompt_text(processor, it.question) for it in items],
+                     images=[load_image(it.png) for it in items], padding=True, return_tensors="pt")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -155,13 +154,12 @@ def encode_prompts(processor, pngs: list[bytes]) -> dict:
 
 
 class _PromptPool:
-    """Task prompts encoded once (same text, one image each); batches are drawn from it."""
+    """Task prompts encoded once (left-padded, one image each); batches are drawn from it."""
 
     def __init__(self, processor, items: list[shapes_task.Item]):
-        enc = encode_prompts(processor, [it.png for it in items])
-        self.input_ids = enc["input_ids"][0]  # the same ids for every item (one fixed text, same image size)
-        if not bool((enc["input_ids"] == self.input_ids).all()):
-            raise ValueError("task prompts differ in their token ids; the warm start expects one fixed prompt")
+        enc = encode_prompts(processor, items)
+        self.input_ids = enc["input_ids"]
+        self.attention_mask = enc["attention_mask"]
         self.grid = enc["image_grid_thw"]
         sizes = self.grid.prod(-1).tolist()
         self.pixels = list(enc["pixel_values"].split(sizes))
@@ -186,9 +184,9 @@ def _sft_batch(pool: _PromptPool, idx: list[int], rng, tok):
     for i, ids in enumerate(tgt):
         resp[i, : len(ids)] = torch.tensor(ids)
         resp_mask[i, : len(ids)] = 1
-    n_prompt = len(pool.input_ids)
-    input_ids = torch.cat([pool.input_ids.expand(len(idx), -1), resp], dim=1)
-    attention = torch.cat([torch.ones(len(idx), n_prompt, dtype=torch.long), resp_mask], dim=1)
+    n_prompt = pool.input_ids.shape[1]
+    input_ids = torch.cat([pool.input_ids[idx], resp], dim=1)
+    attention = torch.cat([pool.attention_mask[idx], resp_mask], dim=1)
     labels = input_ids.masked_fill(attention == 0, -100)
     labels[:, :n_prompt] = -100
     return {
@@ -198,6 +196,33 @@ def _sft_batch(pool: _PromptPool, idx: list[int], rng, tok):
         "image_grid_thw": pool.grid[idx],
         "labels": labels,
     }
+
+
+def _format_loss(model, batch: dict, letter_ids: list[int]):
+    """Next-token cross-entropy of the target; the answer letter's term trains the output layer only.
+
+    Step 1: the format tokens (tags, reasoning text, end of turn) train the whole model.
+    Step 2: the letter's term reaches ``lm_head`` alone (its input hidden state is detached). Its target is drawn
+    independently of the image, so trained through the whole model it would teach the body to make the letter
+    position ignore the image: measured on the task policy, the last hidden state's variation across the four colours
+    fell from 17% of its norm (random model) to 0.4%, and RL then spent 40 steps at chance before accuracy moved.
+    Trained through ``lm_head`` only, the letter still comes out uniform and independent of the image (greedy accuracy
+    at chance, every run's step-0 validation), but the body keeps what it sees.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    labels = batch.pop("labels")
+    out = model(**batch, output_hidden_states=True)
+    target = labels[:, 1:]
+    valid = target != -100
+    letter = valid & torch.isin(target, torch.tensor(letter_ids))
+    fmt = valid & ~letter
+    logits = out.logits[:, :-1]
+    letter_logits = model.lm_head(out.hidden_states[-1][:, :-1][letter].detach())
+    total = F.cross_entropy(logits[fmt], target[fmt], reduction="sum")
+    total = total + F.cross_entropy(letter_logits, target[letter], reduction="sum")
+    return total / valid.sum()
 
 
 def _settings(base: Path, steps: int, batch: int, lr: float, seed: int, pool_size: int) -> dict:
@@ -231,10 +256,11 @@ def warm_start(base_dir, out_dir, *, steps: int = 200, batch: int = 16, lr: floa
     # images of their own ("warm" items: never the RL train/val items), encoded once
     pool = _PromptPool(processor, [_warm_item(seed, i) for i in range(pool_size)])
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    letter_ids = processor.tokenizer.convert_tokens_to_ids(list(shapes_task.LETTERS))
     loss_avg = None
     for step in range(steps):
         idx = rng.choice(len(pool), size=batch, replace=False).tolist()
-        loss = model(**_sft_batch(pool, idx, rng, processor.tokenizer)).loss
+        loss = _format_loss(model, _sft_batch(pool, idx, rng, processor.tokenizer), letter_ids)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

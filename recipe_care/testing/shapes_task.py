@@ -1,14 +1,20 @@
 """A synthetic, verifiable visual task for the CPU learning run: "What colour is the shape?" (4 options).
 
 Each item is a small RGB canvas (a lightly tinted background) with one shape (circle, square or triangle) at a random
-position and size, filled with one of four colours (red, green, blue, yellow; each channel jittered). The question
-and its option list are **the same text for every item** (``A. red`` … ``D. yellow``), and the answers are balanced
-(every block of 4 consecutive items holds each answer once), so:
+position and size, filled with one of four colours (red, green, blue, yellow; each channel jittered). The answers
+are balanced (every block of 4 consecutive items holds each answer once), and the text of a block is one of three
+phrasings of the same question (:data:`QUESTIONS`, cycled block by block; the option list ``A. red`` … ``D. yellow``
+never changes), so:
 
-* the answer depends only on the image: a policy that ignores the image, whatever it does with the text, scores
-  exactly the share of its favourite answer, i.e. **chance = 0.25** (:func:`chance_level`);
-* the image-blanked control (``blank=True``: every image the same grey canvas) makes that concrete: the prompts of
-  all items are then identical, byte for byte.
+* the answer depends only on the image: the four items of a block share their text and hold each answer once, so a
+  policy that ignores the image, whatever it does with the text, scores exactly 0.25 on every whole block, i.e.
+  **chance = 0.25** (:func:`chance_level`);
+* the image-blanked control (``blank=True``: every image the same grey canvas) makes that concrete: the items of a
+  block are then identical prompts, byte for byte, with four different answers;
+* consecutive blocks have prompts of different lengths. That is deliberate: verl 0.9.1 cannot train on a step whose
+  rows all have the same length (``left_right_2_no_padding`` then builds Qwen2.5-VL's ``(4, L)`` position ids as a
+  nested tensor ragged in the wrong dimension and the micro-batching fails), and with one fixed prompt and a
+  well-formatted policy every row of a step would.
 
 Everything is deterministic from ``seed``: item ``i`` of a split is drawn from ``numpy.random.default_rng((seed,
 split_code, i, attempt))``. Validation items are drawn first; a training item whose image (PNG bytes) equals a
@@ -46,10 +52,16 @@ OPTIONS: tuple[str, ...] = tuple(COLOURS)  # letter order: A red, B green, C blu
 LETTERS = "ABCD"
 SHAPES = ("circle", "square", "triangle")
 IMAGE_SIZE = 112  # px; with the tiny processor (14 px patches, 2x2 merge, max_pixels 16*28*28) 16 image tokens
-QUESTION = "What colour is the shape in the image?"
+#: Three phrasings of the question, of different token lengths; block ``b`` (items ``4b … 4b+3``) uses
+#: ``QUESTIONS[b % 3]``, so two consecutive blocks (one training step of 8 prompts) never share a prompt length.
+QUESTIONS: tuple[str, ...] = (
+    "What colour is the shape in the image?",
+    "What colour is the shape?",
+    "Look at the picture carefully. Which of the four colours does the shape drawn in it have?",
+)
 SPLIT_CODES = {"train": 0, "val": 1}
 MARKER = ".synthetic_shapes.json"
-DATA_VERSION = 4
+DATA_VERSION = 5
 
 
 def chance_level() -> float:
@@ -57,12 +69,21 @@ def chance_level() -> float:
     return 1.0 / len(OPTIONS)
 
 
-def question_body() -> str:
+def question_for(index: int) -> str:
+    """The phrasing of item ``index``: one per block of 4 items, cycled (independent of the answers).
+
+    >>> [question_for(i) == QUESTIONS[0] for i in range(5)]
+    [True, True, True, True, False]
+    """
+    return QUESTIONS[(index // len(OPTIONS)) % len(QUESTIONS)]
+
+
+def question_body(question: str = QUESTIONS[0]) -> str:
     """The user text before the instruction: image placeholder, question, options, letter hint (data_prep style)."""
     from data_prep.core import option_lines
     from data_prep.prompt import IMAGE_TOKEN, MC_HINT
 
-    return f"{IMAGE_TOKEN}{QUESTION}\nChoices:\n{option_lines(OPTIONS)}\n{MC_HINT}"
+    return f"{IMAGE_TOKEN}{question}\nChoices:\n{option_lines(OPTIONS)}\n{MC_HINT}"
 
 
 @dataclass(frozen=True)
@@ -76,6 +97,10 @@ class Item:
     @property
     def answer(self) -> str:
         return LETTERS[OPTIONS.index(self.colour)]
+
+    @property
+    def question(self) -> str:
+        return question_for(self.index)
 
 
 def _rgb(rng: np.random.Generator, base: tuple[int, int, int], jitter: int) -> tuple[int, int, int]:
@@ -159,7 +184,7 @@ def to_row(item: Item, seed: int, *, blank: bool = False) -> dict:
     png = blank_png() if blank else item.png
     return {
         "data_source": DATA_SOURCE,
-        "prompt": build_messages(question_body()),
+        "prompt": build_messages(question_body(item.question)),
         "images": [{"bytes": png, "path": None}],
         "ability": "multiple_choice",
         "reward_model": {"style": "rule", "ground_truth": item.answer},
@@ -169,7 +194,7 @@ def to_row(item: Item, seed: int, *, blank: bool = False) -> dict:
             question_type="multi_choice",
             answer_type="letter",
             choices=list(OPTIONS),
-            question=QUESTION,
+            question=item.question,
             benchmark="synthetic_shapes",
             variant="blank" if blank else "colour",
             split=item.split,
