@@ -2,16 +2,18 @@
 
 Step 1 (:func:`build_base`): a random ``Qwen2_5_VLForConditionalGeneration`` (text: 2 layers, hidden 64; vision: depth
 1, hidden 32; about 0.2 M parameters, the smoke model's shape) with a byte-level BPE tokenizer trained on the task's
-own text (system turn, question, the ``data_prep`` instruction, the RGR cue, the reasoning phrases), so a prompt is
-140 tokens (16 of them the image) where the smoke tokenizer needs about 300. Qwen's special tokens, chat template and a processor
-whose ``max_pixels`` makes a 112 px image 16 image tokens, all from ``recipe_care.testing.tiny_models``.
+own text (system turn, the three questions, the ``data_prep`` instruction, the RGR cue, the reasoning text), so a
+prompt is 137-150 tokens (16 of them the image) where the smoke tokenizer needs about 300. Qwen's special tokens,
+chat template and a processor whose ``max_pixels`` makes a 112 px image 16 image tokens, all from
+``recipe_care.testing.tiny_models``.
 
 Step 2 (:func:`warm_start`): a short supervised loop (plain PyTorch, AdamW) on task prompts of its own images
 (never a train/validation item) whose targets are ``<think>P</think><answer>L</answer><|im_end|>`` with ``P`` the
-fixed reasoning text of :data:`THINK_PHRASES` and ``L`` a letter drawn uniformly **independently of the image**. It teaches the output format only: afterwards greedy validation gives
-format 1.0 and accuracy 0.25 (the step-0 validation of every ``cpu_learn.sh`` run). The prompts are encoded exactly as
-verl's ``RLHFDataset`` + agent loop do (image part + text part, the processor's chat template,
-``qwen_vl_utils.fetch_image``).
+fixed reasoning text of :data:`THINK_PHRASES` and ``L`` a letter drawn uniformly **independently of the image**; the
+letter's loss term trains the output layer only (:func:`_format_loss`). It teaches the output format only:
+afterwards greedy validation gives format 1.0 and accuracy at chance (the step-0 validation of every
+``cpu_learn.sh`` run). The prompts are encoded exactly as verl's ``RLHFDataset`` + agent loop do (image part + text
+part, the processor's chat template, ``qwen_vl_utils.fetch_image``).
 
 Both steps are cached: a folder holding the marker of the same settings is reused (``python -m
 recipe_care.testing.learn_policy --out DIR`` prints the warm-started folder).
