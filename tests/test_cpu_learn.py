@@ -19,11 +19,11 @@ from conftest import kill_tree
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "run_scripts" / "cpu_learn.sh"
-STEPS = 20
+STEPS = 30
 VAL_EVERY = 10
-RUN_TIMEOUT_S = 900  # about 4 minutes measured (docs/cpu_learn.md); a hang must not last
+RUN_TIMEOUT_S = 1200  # 5-9 minutes measured (docs/cpu_learn.md); a hang must not last
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(960)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1260)]
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +75,9 @@ def test_starts_at_chance_with_the_format_learned(learn):
 def test_validation_accuracy_rises_clearly_with_care_and_rgr(learn):
     rows = learn["rows"]
     acc, fmt = _val(rows), _val(rows, "val_format")
-    # +0.20: seed 0 stood at 0.56-0.58 at step 20 in the default runs (start 0.25); the sign-flipped run fell to 0.00
-    # (docs/cpu_learn.md). Runs of the same command differ (the batched rollout server's batches depend on timing).
-    assert acc[-1] >= acc[0] + 0.20, f"held-out accuracy did not rise: {acc}"
+    # +0.25: seed 0 stood at 0.83-0.87 at step 30 in the default runs (start 0.25); the sign-flipped and shifted runs
+    # did not rise (docs/cpu_learn.md). Runs of the same command differ (the rollout server's batches depend on timing).
+    assert acc[-1] >= acc[0] + 0.25, f"held-out accuracy did not rise: {acc}"
     assert min(fmt) >= 0.9, f"format must stay learned: {fmt}"
     last = rows[-1]
     assert float(last["care/hidden_embeddings"]) == 1.0  # hard negatives from policy hidden states
