@@ -46,7 +46,10 @@ def _corpus() -> list[str]:
     cue = RgrConfig().cue
     return [
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n",
-        *[f"<|im_start|>user\n{shapes_task.question_body(q)}\n\n{INSTRUCTION}<|im_end|>\n" for q in shapes_task.QUESTIONS],
+        *[
+            f"<|im_start|>user\n{shapes_task.question_body(q)}\n\n{INSTRUCTION}<|im_end|>\n"
+            for q in shapes_task.QUESTIONS
+        ],
         *[
             f"<|im_start|>assistant\n<think>{p}</think><answer>{x}</answer><|im_end|>\n"
             for p in THINK_PHRASES
@@ -145,9 +148,9 @@ def load_image(png: bytes):
 
 def encode_prompts(processor, items: list[shapes_task.Item]) -> dict:
     """Processor inputs for a batch of task items (each its phrasing and image), left-padded as verl's rollout."""
-    processor.tokenizer.padding_side = "left"
     return processor(text=[prompt_text(processor, it.question) for it in items],
-                     images=[load_image(it.png) for it in items], padding=True, return_tensors="pt")
+                     images=[load_image(it.png) for it in items], padding=True, padding_side="left",
+                     return_tensors="pt")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -78,7 +78,7 @@ def question_for(index: int) -> str:
     return QUESTIONS[(index // len(OPTIONS)) % len(QUESTIONS)]
 
 
-def question_body(question: str = QUESTIONS[0]) -> str:
+def question_body(question: str) -> str:
     """The user text before the instruction: image placeholder, question, options, letter hint (data_prep style)."""
     from data_prep.core import option_lines
     from data_prep.prompt import IMAGE_TOKEN, MC_HINT
