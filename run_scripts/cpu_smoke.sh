@@ -2,7 +2,7 @@
 # The main job on a machine without a GPU: the recipe's entry point (`python -m recipe_care.main`, i.e. verl 0.9.1's
 # real legacy trainer with care_trainer.yaml: CARE + RGR) for 2 steps, with validation before and after, on a tiny
 # random Qwen2.5-VL, through the opt-in CPU backend (recipe_care/cpu: `cpu` platform, HF-generate `hfcpu` rollout,
-# two small patches).
+# three small patches).
 # Plumbing only: the model is random and, by default, the reward is a hash of the response text.
 #
 #   ESTIMATOR      algorithm.adv_estimator (default: care; `ESTIMATOR=grpo` gives the baseline, RGR off)

@@ -1,6 +1,6 @@
 """Fast checks of the opt-in CPU backend (``recipe_care.cpu``) and the test fixtures (``recipe_care.testing``).
 
-Importing ``recipe_care.cpu`` registers a platform and patches two verl module attributes in the importing process,
+Importing ``recipe_care.cpu`` registers a platform and patches three verl module attributes in the importing process,
 so every check that needs it runs in a fresh interpreter (``_in_subprocess``), started the way the smoke run starts
 its processes: ``import verl`` with ``CARE_CPU_BACKEND=1`` / ``VERL_PLATFORM=cpu``. The pytest process itself never
 imports the backend, which also keeps the other test modules unaffected.
@@ -94,6 +94,14 @@ def test_the_patched_verl_code_is_still_what_the_patches_fix():
     )
     assert "CPUOffloadPolicy(pin_memory=True)" in inspect.getsource(transformer_impl)
     assert 'os.getenv("VERL_ENGINE_DEVICE")' in inspect.getsource(engine_base.EngineRegistry.get_engine_cls)
+    # patch 6: without flash-attn, verl's log-probs loop over the rows of the flattened logits
+    from verl.utils import torch_functional
+
+    assert not torch_functional.FLAH_ATTN_CROSS_ENTROPY_LOSS_AVAILABLE
+    assert "output = logprobs_from_logits_v2(logits, labels)" in inspect.getsource(
+        torch_functional.logprobs_from_logits
+    )
+    assert "for logit in logits" in inspect.getsource(torch_functional.logprobs_from_logits_v2)
 
 
 def test_hfcpu_server_answers_every_call_verl_makes_on_a_server():
@@ -235,16 +243,27 @@ def _check_patches_on_verl_code_paths():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1")
-    # Patch 1: the function engine_workers imported; unpatched it asks torch for "cpu:gloo,cpu:gloo".
+    # Patch 4: the function engine_workers imported; unpatched it asks torch for "cpu:gloo,cpu:gloo".
     engine_workers.initialize_global_process_group_ray(timeout_second=None)
     backend = str(dist.get_backend())
-    # Patch 2: the policy class the FSDP engine module uses for the forward-only (ref) model, asked to pin.
+    # Patch 5: the policy class the FSDP engine module uses for the forward-only (ref) model, asked to pin.
     policy = transformer_impl.CPUOffloadPolicy(pin_memory=True)
     mesh = init_device_mesh("cpu", (1,))
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
     fully_shard(model, mesh=mesh, offload_policy=policy)
     out = model(torch.randn(3, 8))
     dist.destroy_process_group()
+    # Patch 6: the log-probs the FSDP engine module calls, against verl's own row loop, values and gradients
+    from verl.utils import torch_functional
+
+    torch.manual_seed(0)
+    logits = (3 * torch.randn(2, 7, 50, dtype=torch.float64)).requires_grad_()
+    labels = torch.randint(0, 50, (2, 7))
+    weights = torch.randn(2, 7, dtype=torch.float64)
+    ours = transformer_impl.logprobs_from_logits(logits, labels)
+    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), logits)
+    verls = torch_functional.logprobs_from_logits_v2(logits.reshape(-1, 50), labels.reshape(-1)).view(2, 7)
+    (grad_verl,) = torch.autograd.grad((verls * weights).sum(), logits)
     print(
         json.dumps(
             {
@@ -252,14 +271,32 @@ def _check_patches_on_verl_code_paths():
                 "pin_memory": policy.pin_memory,
                 "is_torch_policy": isinstance(policy, TorchCPUOffloadPolicy),
                 "forward_shape": list(out.shape),
+                "logprobs_patched": transformer_impl.logprobs_from_logits is torch_functional.logprobs_from_logits
+                and transformer_impl.logprobs_from_logits.__module__ == "recipe_care.patches.cpu_backend",
+                "logprobs_shape": list(ours.shape),
+                "logprobs_max_diff": float((ours - verls).abs().max()),
+                "logprobs_grad_max_diff": float((grad_ours - grad_verl).abs().max()),
+                "logprobs_are_log_probs": bool(ours.max() < 0),
             }
         )
     )
 
 
-def test_patches_make_verl_process_group_and_fsdp2_offload_work_on_cpu():
+def test_patches_make_verl_process_group_fsdp2_offload_and_logprobs_work_on_cpu():
     out = _in_subprocess("_check_patches_on_verl_code_paths")
-    assert out == {"backend": "cpu:gloo", "pin_memory": False, "is_torch_policy": True, "forward_shape": [3, 2]}
+    assert out.pop("logprobs_max_diff") < 1e-12 and out.pop("logprobs_grad_max_diff") < 1e-12
+    assert out == {"backend": "cpu:gloo", "pin_memory": False, "is_torch_policy": True, "forward_shape": [3, 2],
+                   "logprobs_patched": True, "logprobs_shape": [2, 7], "logprobs_are_log_probs": True}
+
+
+def test_vectorized_logprobs_docstring_example():
+    """Patch 6's ``>>>`` example (importing the module installs nothing; only ``install()`` patches verl)."""
+    import doctest
+
+    from recipe_care.patches import cpu_backend
+
+    result = doctest.testmod(cpu_backend)
+    assert result.attempted > 0 and result.failed == 0, result
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ come in three groups, one module each:
   (the pooling mask goes out with ``compute_log_prob``, ``care_embeddings`` come back), on the TaskRunner and in the
   FSDP engine of the actor workers;
 - :mod:`recipe_care.patches.cpu_backend` — the opt-in CPU backend (``CARE_CPU_BACKEND=1``): gloo process group,
-  unpinned FSDP2 offload, and the registration of the ``cpu`` platform and the ``hfcpu`` rollout.
+  unpinned FSDP2 offload, vectorized log-probs, and the registration of the ``cpu`` platform and the ``hfcpu`` rollout.
 
 :data:`PATCHED_SYMBOLS` lists every patched verl attribute; ``tests/test_patches_on_cpu.py`` checks that each still
 exists in the installed verl, so a rename fails there and not at training time. :func:`install` is called by the
@@ -57,6 +57,8 @@ PATCHED_SYMBOLS: tuple[PatchedSymbol, ...] = (
     PatchedSymbol("verl.workers.engine_workers", "initialize_global_process_group_ray", "cpu_backend"),
     PatchedSymbol("verl.utils.fsdp_utils", "CPUOffloadPolicy", "cpu_backend"),
     PatchedSymbol(FSDP_ENGINE, "CPUOffloadPolicy", "cpu_backend"),
+    PatchedSymbol("verl.utils.torch_functional", "logprobs_from_logits", "cpu_backend"),
+    PatchedSymbol(FSDP_ENGINE, "logprobs_from_logits", "cpu_backend"),
 )
 """Every verl attribute the recipe replaces, with the module of this package that replaces it."""
 
