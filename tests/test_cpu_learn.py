@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "run_scripts" / "cpu_learn.sh"
 STEPS = 30
 VAL_EVERY = 10
-RUN_TIMEOUT_S = 1200  # 5-9 minutes measured (docs/cpu_learn.md); a hang must not last
+RISE = 0.20  # held-out accuracy at the last validation >= step 0 + RISE
+RUN_TIMEOUT_S = 1200  # about 6 minutes alone, 8 beside the rest of the suite (docs/cpu_learn.md); a hang must not last
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1260)]
 
@@ -75,10 +76,12 @@ def test_starts_at_chance_with_the_format_learned(learn):
 def test_validation_accuracy_rises_clearly_with_care_and_rgr(learn):
     rows = learn["rows"]
     acc, fmt = _val(rows), _val(rows, "val_format")
-    # +0.25: seed 0 stood at 0.84 and 0.87 at step 30 in two default-settings runs (start 0.25); the sign-flipped
-    # and shifted runs did not rise (docs/cpu_learn.md). Runs of the same command differ (the rollout server's
-    # batches depend on timing).
-    assert acc[-1] >= acc[0] + 0.25, f"held-out accuracy did not rise: {acc}"
+    # +0.20, i.e. 0.45 from chance: this command ended at 0.56 (and at 0.67 and 0.75 with the slower code of an
+    # earlier round) and seed 0 stood at 0.99 at step 30 of the default run, while runs with the advantage sign
+    # flipped or the token advantages shifted by one position ended at 0.00 (0.00 and 0.25-0.27 in the earlier
+    # round; docs/cpu_learn.md). Runs of the same command differ (the rollout server's batches depend on timing), so
+    # the threshold sits between the two with room on both sides.
+    assert acc[-1] >= acc[0] + RISE, f"held-out accuracy did not rise by {RISE}: {acc}"
     assert min(fmt) >= 0.9, f"format must stay learned: {fmt}"
     last = rows[-1]
     assert float(last["care/hidden_embeddings"]) == 1.0  # hard negatives from policy hidden states
