@@ -356,6 +356,18 @@ def test_each_script_is_one_call_with_the_callers_overrides_last(name):
     assert len(keys) >= 20  # the run is spelled out in the script, not assembled elsewhere
 
 
+def test_venv_check_reads_the_pins_without_importing_or_reinstalling(tmp_path):
+    # every script sources _venv.sh; its checks read package metadata (importing torch + verl took 17 s per start)
+    check = ('. run_scripts/_venv.sh && _care_has "torch==$CARE_TORCH" "torchvision==$CARE_TORCHVISION" "verl==0.9.1"'
+             ' && ! _care_has "torch==0.0.1" && ! _care_has "no-such-distribution==1.0" && echo pins-ok')
+    t0 = time.monotonic()
+    proc = subprocess.run(["bash", "-c", check], env=script_env(tmp_path), capture_output=True, text=True,
+                          timeout=120, cwd=str(REPO))
+    assert proc.stdout.strip() == "pins-ok", proc.stdout + proc.stderr
+    assert "installing" not in proc.stderr, proc.stderr
+    assert time.monotonic() - t0 < 10
+
+
 def test_common_sh_is_machinery_only():
     text = (SCRIPTS / "_common.sh").read_text()
     settings = re.findall(r"^\s*\+*(?:data|actor_rollout_ref|algorithm|trainer|reward|ray_kwargs)\.[\w.]+=", text, re.M)
