@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from conftest import kill_tree
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "run_scripts" / "cpu_learn.sh"
+POLICY_FIXTURE = REPO / "tests" / "fixtures" / "learn_policy" / "seed0"
 STEPS = 30
 VAL_EVERY = 10
 RISE = 0.20  # held-out accuracy at the last validation >= step 0 + RISE
@@ -30,6 +32,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1260)]
 @pytest.fixture(scope="module")
 def learn(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("cpu_learn")
+    # the committed seed-0 policy as the script's cache: the warm start (38 s) is skipped here and checked against a
+    # rebuild from scratch in tests/test_learn_policy_fixture.py
+    shutil.copytree(POLICY_FIXTURE, out_dir / "policy-seed0")
     env = dict(os.environ)
     env.update(CARE_LEARN_DIR=str(out_dir), ESTIMATORS="care", SEEDS="0", STEPS=str(STEPS), VAL_EVERY=str(VAL_EVERY),
                N_VAL="64", BLANK_IMAGES="0")
