@@ -289,6 +289,51 @@ def test_patches_make_verl_process_group_fsdp2_offload_and_logprobs_work_on_cpu(
                    "logprobs_patched": True, "logprobs_shape": [2, 7], "logprobs_are_log_probs": True}
 
 
+def _check_mm_token_check_patch() -> None:
+    """Patch 7 against transformers' own check: same verdicts, same error, on the learning run's processor."""
+    import torch
+    import verl  # noqa: F401  (the plugin installs the backend, as in every process of a CPU run)
+    from transformers import AutoProcessor
+    from transformers.processing_utils import ProcessorMixin
+
+    from recipe_care.patches import is_marked
+    from recipe_care.testing import learn_policy
+
+    patched = ProcessorMixin._check_special_mm_tokens
+    original = patched.__wrapped__
+    processor = AutoProcessor.from_pretrained(TESTS / "fixtures" / "learn_policy" / "seed0")
+    pad = processor.image_token
+    text = [f"look {pad}{pad} here", f"{pad} once", "no image"]
+    ids = processor.tokenizer(text, padding=True, return_tensors="pt")
+    cut = {"input_ids": ids["input_ids"][:, :2]}  # truncated: the counts no longer agree
+    listed = processor.tokenizer(text)  # lists, not a tensor: the original's path
+
+    def verdict(fn, inputs):
+        try:
+            fn(processor, text, inputs, ["image", "video", "audio"])
+            return "ok"
+        except ValueError as err:
+            return str(err)
+
+    items = [learn_policy._warm_item(0, i) for i in range(3)]
+    enc = processor(text=[learn_policy.prompt_text(processor, it.question) for it in items],
+                    images=[learn_policy.load_image(it.png) for it in items], padding=True, return_tensors="pt")
+    print(json.dumps({
+        "patched": is_marked(patched) and patched.__code__.co_filename.endswith("cpu_backend.py"),
+        "verdicts": [verdict(fn, inputs) for inputs in (ids, cut, listed) for fn in (patched, original)],
+        "image_tokens": (enc["input_ids"] == processor.image_token_id).sum(-1).tolist(),
+    }))
+
+
+def test_mm_token_check_patch_gives_transformers_verdicts():
+    out = _in_subprocess("_check_mm_token_check_patch")
+    ok, ok_orig, bad, bad_orig, listed, listed_orig = out["verdicts"]
+    assert out["patched"] is True
+    assert ok == ok_orig == "ok" and listed == listed_orig == "ok"
+    assert bad == bad_orig and bad.startswith("Mismatch in `image` token count") and "text=[2, 1, 0]" in bad
+    assert out["image_tokens"] == [16, 16, 16]  # a real processor call with images passes the patched check
+
+
 def test_vectorized_logprobs_docstring_example():
     """Patch 6's ``>>>`` example (importing the module installs nothing; only ``install()`` patches verl)."""
     import doctest

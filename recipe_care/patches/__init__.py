@@ -12,10 +12,11 @@ come in three groups, one module each:
   (the pooling mask goes out with ``compute_log_prob``, ``care_embeddings`` come back), on the TaskRunner and in the
   FSDP engine of the actor workers;
 - :mod:`recipe_care.patches.cpu_backend` — the opt-in CPU backend (``CARE_CPU_BACKEND=1``): gloo process group,
-  unpinned FSDP2 offload, vectorized log-probs, and the registration of the ``cpu`` platform and the ``hfcpu`` rollout.
+  unpinned FSDP2 offload, vectorized log-probs, transformers' processor token-count check with one tensor
+  comparison, and the registration of the ``cpu`` platform and the ``hfcpu`` rollout.
 
-:data:`PATCHED_SYMBOLS` lists every patched verl attribute; ``tests/test_patches_on_cpu.py`` checks that each still
-exists in the installed verl, so a rename fails there and not at training time. :func:`install` is called by the
+:data:`PATCHED_SYMBOLS` lists every patched verl (and transformers) attribute; ``tests/test_patches_on_cpu.py``
+checks that each still exists in the installed verl, so a rename fails there and not at training time. :func:`install` is called by the
 ``verl.plugins`` entry point (``recipe_care._verl_plugin``) in every process that imports verl; it applies the trainer
 and hidden-state patches right after their verl module is imported (:mod:`recipe_care.patches.post_import`), so
 ``import verl`` stays cheap. The CPU-backend group is installed only by ``recipe_care.cpu``.
@@ -59,8 +60,10 @@ PATCHED_SYMBOLS: tuple[PatchedSymbol, ...] = (
     PatchedSymbol(FSDP_ENGINE, "CPUOffloadPolicy", "cpu_backend"),
     PatchedSymbol("verl.utils.torch_functional", "logprobs_from_logits", "cpu_backend"),
     PatchedSymbol(FSDP_ENGINE, "logprobs_from_logits", "cpu_backend"),
+    PatchedSymbol("transformers.processing_utils", "ProcessorMixin._check_special_mm_tokens", "cpu_backend"),
 )
-"""Every verl attribute the recipe replaces, with the module of this package that replaces it."""
+"""Every verl attribute the recipe replaces (and one transformers method, CPU backend only), with the module of
+this package that replaces it."""
 
 ALWAYS_INSTALLED = ("trainer", "hidden_states")
 """The groups :func:`install` applies in every process (the CPU backend is opt-in)."""

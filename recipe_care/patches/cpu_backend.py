@@ -13,7 +13,7 @@ Registrations through verl's extension points:
 3. the ``hfcpu`` HF-``generate`` rollout (``actor_rollout_ref.rollout.name=hfcpu``), see
    :mod:`recipe_care.cpu.hf_rollout`.
 
-Three module-attribute patches (listed in ``recipe_care.patches.PATCHED_SYMBOLS``, group ``cpu_backend``):
+Three module-attribute patches of verl (listed in ``recipe_care.patches.PATCHED_SYMBOLS``, group ``cpu_backend``):
 
 4. ``verl.utils.distributed.initialize_global_process_group_ray`` builds the backend string
    ``"cpu:gloo,{device}:{backend}"``, which on the ``cpu`` platform is ``"cpu:gloo,cpu:gloo"`` and torch rejects it
@@ -29,8 +29,17 @@ Three module-attribute patches (listed in ``recipe_care.patches.PATCHED_SYMBOLS`
    equal to verl's to float rounding, with the same gradient, about 60 times faster
    (``python benchmarks/bench_cpu_logprobs.py``).
 
-All three are applied where the attribute is defined and, if already imported, where it was copied by
+Patches 4-6 are applied where the attribute is defined and, if already imported, where it was copied by
 ``from ... import`` (``verl.workers.engine_workers``, ``verl.workers.engine.fsdp.transformer_impl``).
+
+One method patch of transformers (listed in ``PATCHED_SYMBOLS`` too):
+
+7. ``transformers.processing_utils.ProcessorMixin._check_special_mm_tokens``, the sanity check at the end of every
+   processor call, counts the image tokens of each prompt with ``list(ids).count(token_id)``, one 0-d tensor and
+   one comparison per token, for each of three modalities. verl's agent loop calls the processor two to three times
+   per request; on the CPU learning run this check was a fifth of the agent-loop workers' time. The replacement
+   counts with one tensor comparison per modality and raises the same error on a mismatch; anything but a 2-D
+   tensor of ids goes to the original.
 """
 
 from __future__ import annotations
@@ -132,8 +141,39 @@ def patch_vectorized_logprobs() -> None:
     _set_everywhere("logprobs_from_logits", mark(logprobs_from_logits))
 
 
+def patch_mm_token_check() -> None:
+    """Patch 7: the processor's special-token count check with one tensor comparison per modality."""
+    from transformers.processing_utils import ProcessorMixin
+
+    original = ProcessorMixin._check_special_mm_tokens
+    if is_marked(original):
+        return
+
+    @functools.wraps(original)
+    def _check_special_mm_tokens(self, text, text_inputs, modalities):
+        import torch
+
+        ids = text_inputs["input_ids"]
+        if not (isinstance(ids, torch.Tensor) and ids.dim() == 2):
+            return original(self, text, text_inputs, modalities)
+        for modality in modalities:
+            token_str = getattr(self, f"{modality}_token", None)
+            token_id = getattr(self, f"{modality}_token_id", None)
+            if token_str is not None and token_id is not None:
+                ids_count = (ids == token_id).sum(-1).tolist()
+                text_count = [sample.count(token_str) for sample in text]
+                if ids_count != text_count:  # transformers' own message
+                    raise ValueError(
+                        f"Mismatch in `{modality}` token count between text and `input_ids`. Got ids={ids_count} and "
+                        f"text={text_count}. Likely due to `truncation='max_length'`. Please disable truncation or "
+                        "increase `max_length`."
+                    )
+
+    ProcessorMixin._check_special_mm_tokens = mark(_check_special_mm_tokens)
+
+
 def install() -> None:
-    """Registrations 1-3 and patches 4-6, once per process."""
+    """Registrations 1-3 and patches 4-7, once per process."""
     global _installed
     if _installed:
         return
@@ -145,5 +185,6 @@ def install() -> None:
     patch_gloo_process_group()
     patch_fsdp2_offload_unpinned()
     patch_vectorized_logprobs()
+    patch_mm_token_check()
     register_hfcpu_rollout()
     _installed = True
