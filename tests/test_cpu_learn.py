@@ -1,9 +1,9 @@
 """The recipe learns: a shortened ``run_scripts/cpu_learn.sh`` (``care`` with RGR and hidden-state embeddings, verl
 0.9.1's real legacy trainer on CPU) lifts held-out accuracy well above the warm-started start.
 
-One run of the script is shared by the tests of this module; it starts from the committed seed-0 warm-started policy
-(tests/fixtures/learn_policy, which tests/test_learn_policy_fixture.py checks against a rebuild from scratch). It is the check that catches what
-plumbing and math tests cannot: a flipped advantage sign or token advantages shifted by one position leave every
+One run of the script is shared by the tests of this module; it starts from the committed seed-0 warm-started
+policy (tests/fixtures/learn_policy; tests/test_learn_policy_fixture.py checks it against a rebuild from scratch).
+It is the check that catches what plumbing and math tests cannot: a flipped advantage sign or token advantages shifted by one position leave every
 other test green but stop the accuracy from rising (checked by hand, see docs/cpu_learn.md).
 """
 
