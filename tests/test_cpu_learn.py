@@ -3,8 +3,9 @@
 
 One run of the script is shared by the tests of this module; it starts from the committed seed-0 warm-started
 policy (tests/fixtures/learn_policy; tests/test_learn_policy_fixture.py checks it against a rebuild from scratch).
-It is the check that catches what plumbing and math tests cannot: a flipped advantage sign or token advantages shifted by one position leave every
-other test green but stop the accuracy from rising (checked by hand, see docs/cpu_learn.md).
+It is the check that catches what plumbing and math tests cannot: a flipped advantage sign or token advantages
+shifted by one position leave every other test green but stop the accuracy from rising (checked by hand, see
+docs/cpu_learn.md).
 """
 
 from __future__ import annotations
