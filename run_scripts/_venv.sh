@@ -25,7 +25,7 @@ fi
 # Keep pip's byte-compilation (no --no-compile): these hosts set PYTHONDONTWRITEBYTECODE=1, so the .pyc files pip
 # writes are the only cache; without them every test process recompiles torch/transformers (suite 6:45 -> 15 min).
 # torch first and pinned: verl's dependencies leave torch open, and an open resolve pulls a multi-GB CUDA build.
-# The checks read package metadata instead of importing torch and verl (17 s -> 0.2 s per script start).
+# The checks read package metadata instead of importing torch and verl (17 s -> 0.4 s per script start).
 _care_has() {  # _care_has DIST==VERSION ...: each distribution installed at that version (local tags ignored)
   python - "$@" <<'PYEOF'
 import sys

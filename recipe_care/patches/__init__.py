@@ -16,10 +16,11 @@ come in three groups, one module each:
   comparison, and the registration of the ``cpu`` platform and the ``hfcpu`` rollout.
 
 :data:`PATCHED_SYMBOLS` lists every patched verl (and transformers) attribute; ``tests/test_patches_on_cpu.py``
-checks that each still exists in the installed verl, so a rename fails there and not at training time. :func:`install` is called by the
-``verl.plugins`` entry point (``recipe_care._verl_plugin``) in every process that imports verl; it applies the trainer
-and hidden-state patches right after their verl module is imported (:mod:`recipe_care.patches.post_import`), so
-``import verl`` stays cheap. The CPU-backend group is installed only by ``recipe_care.cpu``.
+checks that each still exists in the installed packages, so a rename fails there and not at training time.
+:func:`install` is called by the ``verl.plugins`` entry point (``recipe_care._verl_plugin``) in every process that
+imports verl; it applies the trainer and hidden-state patches right after their verl module is imported
+(:mod:`recipe_care.patches.post_import`), so ``import verl`` stays cheap. The CPU-backend group is installed only
+by ``recipe_care.cpu``.
 
 Importing this package imports neither verl nor torch.
 """
