@@ -10,6 +10,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "benchmarks"
+# the committed warm-started seed-0 policy of the CI learning test (tests/fixtures/learn_policy/README.md)
+LEARN_POLICY_FIXTURE = REPO / "tests" / "fixtures" / "learn_policy" / "seed0"
 
 
 # The two training runs of the suite (minutes each) start first: run_scripts/test.sh runs the suite in 2 workers with

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import LEARN_POLICY_FIXTURE
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -301,7 +302,7 @@ def _check_mm_token_check_patch() -> None:
 
     patched = ProcessorMixin._check_special_mm_tokens
     original = patched.__wrapped__
-    processor = AutoProcessor.from_pretrained(TESTS / "fixtures" / "learn_policy" / "seed0")
+    processor = AutoProcessor.from_pretrained(LEARN_POLICY_FIXTURE)
     pad = processor.image_token
     text = [f"look {pad}{pad} here", f"{pad} once", "no image"]
     ids = processor.tokenizer(text, padding=True, return_tensors="pt")

@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import kill_tree
+from conftest import LEARN_POLICY_FIXTURE, kill_tree
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "run_scripts" / "cpu_learn.sh"
-POLICY_FIXTURE = REPO / "tests" / "fixtures" / "learn_policy" / "seed0"
 STEPS = 30
 VAL_EVERY = 10
 RISE = 0.20  # held-out accuracy at the last validation >= step 0 + RISE
@@ -36,7 +35,7 @@ def learn(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("cpu_learn")
     # the committed seed-0 policy as the script's cache: the warm start (38 s) is skipped here and checked against a
     # rebuild from scratch in tests/test_learn_policy_fixture.py
-    shutil.copytree(POLICY_FIXTURE, out_dir / "policy-seed0")
+    shutil.copytree(LEARN_POLICY_FIXTURE, out_dir / "policy-seed0")
     env = dict(os.environ)
     env.update(CARE_LEARN_DIR=str(out_dir), ESTIMATORS="care", SEEDS="0", STEPS=str(STEPS), VAL_EVERY=str(VAL_EVERY),
                N_VAL="64", BLANK_IMAGES="0")

@@ -8,14 +8,12 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import LEARN_POLICY_FIXTURE as FIXTURE
 
 from recipe_care.testing import learn_policy
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURE = REPO / "tests" / "fixtures" / "learn_policy" / "seed0"
 REBUILD = "see tests/fixtures/learn_policy/README.md to rebuild it"
 
 pytestmark = pytest.mark.timeout(600)

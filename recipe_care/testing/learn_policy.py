@@ -32,6 +32,12 @@ from recipe_care.testing import shapes_task
 BUILD_VERSION = 3
 WARM_MARKER = ".care_warm_start.json"
 
+#: The format warm start's defaults (``warm_start``, ``warm_settings`` and the command line all read these).
+WARM_STEPS = 200  # AdamW steps
+WARM_BATCH = 16  # prompts per step
+WARM_LR = 3e-3  # far above RL's 3e-4: only the format is taught, on answers that carry no image information
+WARM_POOL = 256  # "warm" items (own images, never an RL train/validation item), encoded once
+
 #: Reasoning text(s) of the warm start, uninformative about the image. One fixed text: with two, drawn at random,
 #: every sampled response carries a coin flip that has nothing to do with the reward, and GRPO (which gives every
 #: token the response's advantage) learned far slower (``benchmarks/bench_learn_plain_grpo.py --phrases 2``).
@@ -240,8 +246,8 @@ def _settings(base_info: dict, steps: int, batch: int, lr: float, seed: int, poo
             "batch": batch, "lr": lr, "seed": seed, "pool": pool_size, "phrases": list(THINK_PHRASES)}
 
 
-def warm_settings(*, seed: int = 0, steps: int = 200, batch: int = 16, lr: float = 3e-3,
-                  pool_size: int = 256) -> dict:
+def warm_settings(*, seed: int = 0, steps: int = WARM_STEPS, batch: int = WARM_BATCH, lr: float = WARM_LR,
+                  pool_size: int = WARM_POOL) -> dict:
     """The cache key of the default policy of ``seed`` (what ``--out DIR --seed S`` writes to its marker), computed
     without building anything."""
     from recipe_care.testing.tiny_models import BUILDER_VERSION
@@ -259,8 +265,8 @@ def is_current(out_dir, settings: dict) -> bool:
         return False
 
 
-def warm_start(base_dir, out_dir, *, steps: int = 200, batch: int = 16, lr: float = 3e-3, seed: int = 0,
-               pool_size: int = 256, log_every: int = 50) -> Path:
+def warm_start(base_dir, out_dir, *, steps: int = WARM_STEPS, batch: int = WARM_BATCH, lr: float = WARM_LR,
+               seed: int = 0, pool_size: int = WARM_POOL, log_every: int = 50) -> Path:
     """Supervised format warm start of ``base_dir`` into ``out_dir`` (reused when the marker matches)."""
     import numpy as np
     import torch
@@ -322,9 +328,9 @@ def _warm_item(seed: int, index: int) -> shapes_task.Item:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder of the warm-started policy (its base goes beside it)")
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--steps", type=int, default=WARM_STEPS)
+    parser.add_argument("--batch", type=int, default=WARM_BATCH)
+    parser.add_argument("--lr", type=float, default=WARM_LR)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     out = Path(args.out)
