@@ -38,6 +38,10 @@ CARE_SMOKE_DIR="$(cd "$CARE_SMOKE_DIR" && pwd)"
 export CARE_CPU_BACKEND=1 VERL_PLATFORM=cpu VERL_USE_EXTERNAL_MODULES=recipe_care.cpu
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false HYDRA_FULL_ERROR=1
 export RAY_DEDUP_LOGS=0 RAY_USAGE_STATS_ENABLED=0
+# Ray lowers its workers to nice 15 (RAY_worker_niceness), and all of this run's work happens in Ray workers: beside
+# any other busy process (a browser, the other pytest worker of the test command) they got what was left of the
+# cores. Nice 0 gives them their fair share.
+export RAY_worker_niceness="${RAY_worker_niceness:-0}"
 
 if [ "$SMOKE_TEXT_ONLY" = "1" ]; then
   variant=text; model_dir="$CARE_SMOKE_DIR/tiny-qwen2"; text_flag=--text-only; image_key=none

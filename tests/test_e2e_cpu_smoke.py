@@ -103,6 +103,13 @@ def test_rollout_generates_with_the_synced_weights(smoke):
     assert all(float(delta) > 0 for _, _, delta in updates[1:]), updates
 
 
+def test_ray_workers_run_at_the_scripts_niceness(smoke):
+    """cpu_smoke.sh sets RAY_worker_niceness=0: Ray's default (nice 15) let any other busy process on the machine take
+    the cores from every process of the run (the rollout server reports its own niceness)."""
+    assert smoke["rc"] == 0, _tail(smoke)
+    assert re.findall(r"\[hfcpu\] server \S+ ready: .*, nice (\d+)", smoke["console"]) == ["0"]
+
+
 def test_care_estimator_ran_inside_the_task_runner(smoke):
     assert smoke["rc"] == 0, _tail(smoke)
     assert "'adv_estimator': 'care'" in smoke["console"]

@@ -128,7 +128,8 @@ class HFCPUServer:
         self.last_update: dict[str, Any] = {}
         print(
             f"[hfcpu] server {server_actor_name(replica_rank)} ready: {type(self.model).__name__}, "
-            f"vocab {vocab_size}, {len(self.suppress_ids)} suppressed ids, eos {sorted(self.eos_ids)}",
+            f"vocab {vocab_size}, {len(self.suppress_ids)} suppressed ids, eos {sorted(self.eos_ids)}, "
+            f"nice {os.nice(0)}",
             flush=True,
         )
 
