@@ -32,14 +32,8 @@ CARE_LEARN_DIR="${CARE_LEARN_DIR:-$CARE_REPO/outputs/cpu_learn}"
 mkdir -p "$CARE_LEARN_DIR"
 CARE_LEARN_DIR="$(cd "$CARE_LEARN_DIR" && pwd)"
 
-# The CPU backend in every process (as in cpu_smoke.sh), offline.
-export CARE_CPU_BACKEND=1 VERL_PLATFORM=cpu VERL_USE_EXTERNAL_MODULES=recipe_care.cpu
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false HYDRA_FULL_ERROR=1
-export RAY_DEDUP_LOGS=0 RAY_USAGE_STATS_ENABLED=0
-# Ray lowers its workers to nice 15 (RAY_worker_niceness), and all of this run's work happens in Ray workers: beside
-# any other busy process (a browser, the other pytest worker of the test command) they got what was left of the
-# cores. Nice 0 gives them their fair share.
-export RAY_worker_niceness="${RAY_worker_niceness:-0}"
+# The CPU backend in every process, offline, Ray workers at nice 0 (_cpu_env.sh).
+. "$(dirname "${BASH_SOURCE[0]}")/_cpu_env.sh"
 # One compute thread per process: six Python processes share the cores, and torch's default (one OpenMP thread per
 # core in each) makes them spin against each other (a 32-row forward+backward: 0.8 s with 1 thread, 9 s with 2 on a
 # loaded 2-core machine).

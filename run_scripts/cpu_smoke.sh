@@ -33,15 +33,8 @@ CARE_SMOKE_DIR="${CARE_SMOKE_DIR:-$CARE_REPO/outputs/cpu_smoke}"
 mkdir -p "$CARE_SMOKE_DIR"
 CARE_SMOKE_DIR="$(cd "$CARE_SMOKE_DIR" && pwd)"
 
-# The CPU backend in every process (driver, TaskRunner, Ray workers): through the plugin's switch, and directly as
-# an external module as well (idempotent), so it loads even if the plugin entry point is disabled or broken.
-export CARE_CPU_BACKEND=1 VERL_PLATFORM=cpu VERL_USE_EXTERNAL_MODULES=recipe_care.cpu
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false HYDRA_FULL_ERROR=1
-export RAY_DEDUP_LOGS=0 RAY_USAGE_STATS_ENABLED=0
-# Ray lowers its workers to nice 15 (RAY_worker_niceness), and all of this run's work happens in Ray workers: beside
-# any other busy process (a browser, the other pytest worker of the test command) they got what was left of the
-# cores. Nice 0 gives them their fair share.
-export RAY_worker_niceness="${RAY_worker_niceness:-0}"
+# The CPU backend in every process, offline, Ray workers at nice 0 (_cpu_env.sh).
+. "$(dirname "${BASH_SOURCE[0]}")/_cpu_env.sh"
 
 if [ "$SMOKE_TEXT_ONLY" = "1" ]; then
   variant=text; model_dir="$CARE_SMOKE_DIR/tiny-qwen2"; text_flag=--text-only; image_key=none
