@@ -6,6 +6,10 @@ functions from worker threads. ``run_with_cpu_limit(seconds, fn, *args)`` is the
 * one daemon *watchdog* thread watches every running limited call; it measures the CPU time of the calling thread
   (``time.pthread_getcpuclockid``; wall time where that is unavailable), so a busy machine or other threads do
   not eat the budget;
+* automatic garbage collection is held off while any limited call runs (``gc.disable``, restored when the last one
+  ends): a collection runs in whichever thread allocates when one falls due, and collecting a process that has
+  verl loaded (600 k objects) takes about 0.6 CPU-s, more than a reward call's whole budget, so a collection
+  landing inside sympy's work scored a right answer 0. The garbage of a call that short is collected after it;
 * when the budget is spent, it raises ``BudgetExceeded`` *in that thread* with ``PyThreadState_SetAsyncExc``. Like
   a signal-raised exception it is delivered between bytecodes of the running Python code (not inside a long C
   call — callers must keep inputs small so C-level work is short); it derives from ``BaseException`` so the
@@ -18,6 +22,7 @@ functions from worker threads. ``run_with_cpu_limit(seconds, fn, *args)`` is the
 from __future__ import annotations
 
 import ctypes
+import gc
 import itertools
 import os
 import threading
@@ -86,12 +91,39 @@ def _watch() -> None:
             _cond.wait(max(sleep, 0.0005))
 
 
+_gc_lock = threading.Lock()
+_gc_holders = 0  # limited calls running now, in all threads
+_gc_was_enabled = False  # whether automatic collection was on when the first of them started
+
+
+def _hold_gc() -> None:
+    global _gc_holders, _gc_was_enabled
+    with _gc_lock:
+        if _gc_holders == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_holders += 1
+
+
+def _release_gc() -> None:
+    global _gc_holders
+    with _gc_lock:
+        _gc_holders -= 1
+        if _gc_holders == 0 and _gc_was_enabled:
+            gc.enable()
+
+
 def _reset_after_fork() -> None:
-    """A forked child has no watchdog thread, and the parent's lock may have been held at the fork."""
-    global _cond, _calls, _watchdog
+    """A forked child has no watchdog thread and runs no limited call, and the parent's locks may have been held
+    at the fork."""
+    global _cond, _calls, _watchdog, _gc_lock, _gc_holders
     _cond = threading.Condition()
     _calls = {}
     _watchdog = None
+    _gc_lock = threading.Lock()
+    if _gc_holders and _gc_was_enabled:
+        gc.enable()
+    _gc_holders = 0
 
 
 if hasattr(os, "register_at_fork"):
@@ -111,10 +143,12 @@ def _arm(call: _Call) -> None:
 
 
 def run_with_cpu_limit(seconds: float, fn, *args):
-    """``fn(*args)``, interrupted with ``BudgetExceeded`` once this thread has used ``seconds`` of CPU in it."""
+    """``fn(*args)``, interrupted with ``BudgetExceeded`` once this thread has used ``seconds`` of CPU in it;
+    no automatic garbage collection runs (in any thread) meanwhile."""
     if seconds <= 0:
         raise BudgetExceeded
     call = _Call(seconds)
+    _hold_gc()
     try:
         _arm(call)
         return fn(*args)
@@ -129,3 +163,4 @@ def run_with_cpu_limit(seconds: float, fn, *args):
                 break
             except BudgetExceeded:
                 pass
+        _release_gc()

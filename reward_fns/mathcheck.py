@@ -10,7 +10,8 @@ Why it is safe to call from verl's reward threads:
   2. a CPU-time budget per ``compute_score`` call (``SYMPY_BUDGET_S``, all comparisons together, counted on the
      calling thread's own CPU clock): each sympy call runs under ``reward_fns.deadline.run_with_cpu_limit``, which
      interrupts it from a watchdog thread with a thread-targeted asynchronous exception → "not equal", never
-     cached.
+     cached, and which holds off automatic garbage collection meanwhile (a full collection of a reward worker's heap
+     costs more than the whole budget).
   Everything that fails the guard is compared by exact string match only.
 * All sympy work runs under one process-wide lock (sympy/antlr caches are shared state; the GIL serialises the
   CPU work anyway), and every exception is swallowed into "not equal" (model output must never crash training).

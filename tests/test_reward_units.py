@@ -3,6 +3,7 @@ guard and budget, and the thread-targeted CPU limit."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -347,3 +348,79 @@ def test_cpu_limit_many_short_calls_from_many_threads():
     assert len(results) == 72
     assert {outcome for over, outcome in results if over} == {"interrupted"}
     assert {outcome for over, outcome in results if not over} == {"finished"}
+
+
+# --- garbage collection waits until a limited call is over --------------------------------------------------------
+
+
+def _young_heap_and_its_collection_cost(target_s: float) -> tuple[list, float]:
+    """Container objects made with collection off, so they are all still in the youngest generation: the first
+    allocation after ``gc.enable()`` sets off a collection that walks every one of them, as a reward worker's
+    collections walk its 600 k objects (~0.6 CPU-s with verl loaded). Sized so that collection costs > target_s."""
+    n = 250_000
+    while True:
+        gc.disable()
+        heap = [[] for _ in range(n)]
+        probe = [[] for _ in range(n)]  # the same number again, to time one collection of that many
+        start = time.thread_time()
+        gc.collect(0)
+        cost = time.thread_time() - start
+        del probe
+        if cost > target_s / 2 or n >= 8_000_000:
+            return heap, 2 * cost  # heap + the garbage made until the collection falls due, at least heap's size
+        del heap
+        n *= 2
+
+
+def _collections_in_this_thread() -> tuple[list, object]:
+    seen: list = []
+    me = threading.get_ident()
+
+    def on_gc(phase, info):
+        if phase == "start" and threading.get_ident() == me:
+            seen.append(info["generation"])
+
+    gc.callbacks.append(on_gc)
+    return seen, on_gc
+
+
+def test_no_automatic_collection_runs_inside_a_limited_call_and_it_resumes_after():
+    thresholds = gc.get_threshold()
+    gc.set_threshold(50)  # collections fall due every 50 allocations
+    seen, hook = _collections_in_this_thread()
+    try:
+        def allocate():
+            assert not gc.isenabled()
+            return len([[i] for i in range(5000)])
+
+        assert deadline.run_with_cpu_limit(1.0, allocate) == 5000
+        assert seen == []
+        assert gc.isenabled()
+        [[i] for i in range(5000)]
+        assert seen  # and afterwards they run again
+    finally:
+        gc.callbacks.remove(hook)
+        gc.set_threshold(*thresholds)
+        gc.enable()
+
+
+def test_a_collection_falling_due_during_sympy_work_does_not_score_a_right_answer_zero():
+    """CI failure of ``math_equal('x^{2}+18x+81', '(x+9)^{2}')`` scoring 0: a collection of the test worker's big
+    heap fell due inside math-verify's work and used up the reward call's CPU budget. Here a collection that alone
+    costs more than the budget falls due at the first allocation of the comparison: the answers must still be
+    found equal (and the collection happens after)."""
+    budget = 0.25
+    mathcheck._symbolic_equal.cache_clear()
+    seen, hook = _collections_in_this_thread()
+    try:
+        heap, collect_s = _young_heap_and_its_collection_cost(budget)
+        assert collect_s > budget, "could not build a heap slow enough to collect"
+        gc.enable()
+        with mathcheck.sympy_budget(budget):
+            assert mathcheck.math_equal("z^{2}+14z+49", "(z+7)^{2}") is True
+            assert mathcheck.math_equal("w^{2}-10w+25", "(w-5)^{2}") is True
+        del heap
+    finally:
+        gc.callbacks.remove(hook)
+        gc.enable()
+    assert seen, "the collection never fell due: the test did not test anything"
