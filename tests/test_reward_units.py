@@ -3,6 +3,7 @@ guard and budget, and the thread-targeted CPU limit."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 import time
@@ -353,6 +354,20 @@ def test_cpu_limit_many_short_calls_from_many_threads():
 # --- garbage collection waits until a limited call is over --------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _collections_due_every(allocations: int, on_gc):
+    """Collections fall due every ``allocations`` allocations and ``on_gc`` sees each; all restored after."""
+    thresholds = gc.get_threshold()
+    gc.callbacks.append(on_gc)
+    gc.set_threshold(allocations)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(on_gc)
+        gc.set_threshold(*thresholds)
+        gc.enable()
+
+
 def test_no_automatic_collection_runs_inside_a_limited_call_and_it_resumes_after():
     seen, during = [], []
 
@@ -367,20 +382,13 @@ def test_no_automatic_collection_runs_inside_a_limited_call_and_it_resumes_after
         during.extend(seen[first:])
         return n
 
-    thresholds = gc.get_threshold()
-    gc.callbacks.append(on_gc)
-    gc.set_threshold(50)  # collections fall due every 50 allocations
-    try:
+    with _collections_due_every(50, on_gc):
         assert deadline.run_with_cpu_limit(1.0, allocate) == 5000
         assert during == []
         assert gc.isenabled()
         after = len(seen)
         [[i] for i in range(5000)]
         assert len(seen) > after  # and afterwards they run again
-    finally:
-        gc.callbacks.remove(on_gc)
-        gc.set_threshold(*thresholds)
-        gc.enable()
 
 
 def test_no_collection_runs_inside_a_budgeted_comparison_and_the_verdict_stands(monkeypatch):
@@ -404,13 +412,7 @@ def test_no_collection_runs_inside_a_budgeted_comparison_and_the_verdict_stands(
 
     monkeypatch.setattr(mathcheck, "_mv_equal", watched)
     mathcheck._symbolic_equal.cache_clear()
-    thresholds = gc.get_threshold()
-    gc.callbacks.append(on_gc)
-    gc.set_threshold(10)
-    try:
+    with _collections_due_every(10, on_gc):
         assert mathcheck.math_equal("z^{2}+14z+49", "(z+7)^{2}") is True
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.callbacks.remove(on_gc)
     assert calls, "the comparison never reached math-verify: the test did not test anything"
     assert during == [], f"{len(during)} collections ran inside the budgeted comparison"
