@@ -62,6 +62,9 @@ setup(
     entry_points={
         # Loaded by verl on every `import verl` (driver, TaskRunner, every Ray worker).
         "verl.plugins": ["care = recipe_care._verl_plugin"],
+        # Loaded by vLLM in each of its processes (engine core, executor workers); a no-op unless CARE_CPU_BACKEND=1
+        # and vLLM runs on its CPU platform (recipe_care/patches/vllm_cpu.py).
+        "vllm.general_plugins": ["care_cpu = recipe_care.patches.vllm_cpu:install"],
         "console_scripts": ["care-preflight = recipe_care.preflight:main"],
     },
 )

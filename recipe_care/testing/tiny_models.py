@@ -27,7 +27,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: head_dim 32 (vLLM-CPU attention supports head sizes 32, 64, 80, ...; not 16)
 MARKER = ".care_tiny_model.json"
 
 # Qwen2.5(-VL) special tokens, in Qwen's order. ``<|endoftext|>`` gets id 0.
@@ -177,7 +177,8 @@ def _text_kwargs(tok) -> dict:
         "hidden_size": 64,
         "intermediate_size": 128,
         "num_hidden_layers": 2,
-        "num_attention_heads": 4,
+        # head_dim 64 / 2 = 32: the smallest head size vLLM's CPU attention supports
+        "num_attention_heads": 2,
         "num_key_value_heads": 2,
         "max_position_embeddings": 4096,
         "bos_token_id": tok.convert_tokens_to_ids(PAD_TOKEN),
@@ -212,8 +213,8 @@ def build_tiny_qwen25vl(out_dir) -> Path:
         tok = _train_tokenizer()
         ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
         text = _text_kwargs(tok)
-        # mrope_section must sum to head_dim / 2 = (64 / 4) / 2 = 8.
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 2, 4]}
+        # mrope_section must sum to head_dim / 2 = (64 / 2) / 2 = 16.
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [4, 6, 6]}
         config = Qwen2_5_VLConfig(
             text_config=text,
             vision_config={
