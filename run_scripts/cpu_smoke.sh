@@ -9,7 +9,9 @@
 #   SMOKE_RGR      1 (default with care): RGR on; 0: off
 #   SMOKE_REWARD   hash (default): recipe_care.testing.smoke_reward, a deterministic ~50% plumbing reward, so groups
 #                  have mixed rewards; verifier: the project's verifiers (pkg://reward_fns)
-#   SMOKE_TEXT_ONLY=1  tiny text-only Qwen2 and text prompts instead of Qwen2.5-VL with images
+#   SMOKE_MODEL    qwen25vl (default): tiny random Qwen2.5-VL; qwen3vl: tiny random Qwen3-VL (16-pixel patches,
+#                  its chat template, its position ids: the path of qwen3vl_8b_care.sh); qwen2: text-only Qwen2
+#   SMOKE_TEXT_ONLY=1  same as SMOKE_MODEL=qwen2 (text prompts, images stripped)
 #   SMOKE_ENTRY    recipe (default): the recipe's entry point python -m recipe_care.main
 #                  (recipe_care/config/care_trainer.yaml); verl: python -m verl.trainer.main_ppo with verl's stock
 #                  ppo_trainer config and the same overrides (the "add algorithm.adv_estimator=care to your config"
@@ -26,6 +28,7 @@ cd "$CARE_REPO"
 ESTIMATOR="${ESTIMATOR:-care}"
 SMOKE_REWARD="${SMOKE_REWARD:-hash}"
 SMOKE_TEXT_ONLY="${SMOKE_TEXT_ONLY:-0}"
+SMOKE_MODEL="${SMOKE_MODEL:-qwen25vl}"
 SMOKE_BENCHMARK="${SMOKE_BENCHMARK:-mathvision}"
 SMOKE_ENTRY="${SMOKE_ENTRY:-recipe}"
 if [ "$ESTIMATOR" = care ] && [ "$SMOKE_ENTRY" = recipe ]; then SMOKE_RGR="${SMOKE_RGR:-1}"; else SMOKE_RGR="${SMOKE_RGR:-0}"; fi
@@ -36,14 +39,19 @@ CARE_SMOKE_DIR="$(cd "$CARE_SMOKE_DIR" && pwd)"
 # The CPU backend in every process, offline, Ray workers at nice 0 (_cpu_env.sh).
 . "$(dirname "${BASH_SOURCE[0]}")/_cpu_env.sh"
 
-if [ "$SMOKE_TEXT_ONLY" = "1" ]; then
-  variant=text; model_dir="$CARE_SMOKE_DIR/tiny-qwen2"; text_flag=--text-only; image_key=none
-else
-  variant=vl; model_dir="$CARE_SMOKE_DIR/tiny-qwen25vl"; text_flag=; image_key=images
-fi
+if [ "$SMOKE_TEXT_ONLY" = "1" ]; then SMOKE_MODEL=qwen2; fi
+case "$SMOKE_MODEL" in
+  qwen25vl) variant=vl; text_flag=; image_key=images ;;
+  qwen3vl) variant=qwen3vl; text_flag=; image_key=images ;;
+  qwen2) variant=text; text_flag=--text-only; image_key=none ;;
+  *) echo "[cpu_smoke] SMOKE_MODEL must be qwen25vl, qwen3vl or qwen2, got '$SMOKE_MODEL'" >&2; exit 2 ;;
+esac
+model_dir="$CARE_SMOKE_DIR/tiny-$SMOKE_MODEL"
 run_dir="$CARE_SMOKE_DIR/${ESTIMATOR}-${variant}-${SMOKE_REWARD}"
-data_dir="$CARE_SMOKE_DIR/data-${SMOKE_BENCHMARK}-${variant}"
+data_dir="$CARE_SMOKE_DIR/data-${SMOKE_BENCHMARK}-$([ -n "$text_flag" ] && echo text || echo vl)"
 mkdir -p "$run_dir"
+care_ipc_dir "$run_dir"
+trap care_on_exit EXIT
 
 case "$SMOKE_ENTRY" in
   verl) entry=verl.trainer.main_ppo; plus=+ ;;  # algorithm.rgr.* is not in verl's stock config
@@ -66,7 +74,7 @@ esac
 
 t0=$(date +%s)
 # Tiny model (skipped when the folder is complete) and a few rows from the fixtures, in verl's RL-dataset schema.
-python -m recipe_care.testing.tiny_models --out "$model_dir" $text_flag >/dev/null
+python -m recipe_care.testing.tiny_models --out "$model_dir" --model "$SMOKE_MODEL" >/dev/null
 if [ ! -f "$data_dir/train.parquet" ] || [ ! -f "$data_dir/val.parquet" ]; then
   # The project's converter on the benchmark's fixture records, then 4 + 4 short rows with small images.
   python -m "data_prep.$SMOKE_BENCHMARK" --local-path "$CARE_REPO/tests/fixtures/benchmarks/$SMOKE_BENCHMARK" \
@@ -75,7 +83,7 @@ if [ ! -f "$data_dir/train.parquet" ] || [ ! -f "$data_dir/val.parquet" ]; then
   python -m recipe_care.testing.smoke_data --prepared "$prepared" --out "$data_dir" --train-rows 4 --val-rows 4 \
     $text_flag >/dev/null
 fi
-echo "[cpu_smoke] entry=$entry estimator=$ESTIMATOR rgr=$rgr_enable reward=$SMOKE_REWARD model=$model_dir data=$data_dir run=$run_dir" \
+echo "[cpu_smoke] entry=$entry model=$SMOKE_MODEL rollout=vllm estimator=$ESTIMATOR rgr=$rgr_enable reward=$SMOKE_REWARD model_dir=$model_dir data=$data_dir run=$run_dir" \
   "(setup $(( $(date +%s) - t0 )) s)"
 
 # Metrics of every step (and of validation) as JSON lines, besides the console logger.

@@ -56,6 +56,19 @@ def keep_linear_weights() -> None:
 
 
 def install() -> None:
-    """The ``vllm.general_plugins`` entry point: patch 8 when :func:`enabled` (idempotent)."""
-    if enabled():
-        keep_linear_weights()
+    """The ``vllm.general_plugins`` entry point: patch 8 when :func:`enabled` (idempotent).
+
+    Each vLLM process that applies it says so in one line (with its niceness, which the CPU scripts set to 0 for
+    every Ray worker and its children): the console of a CPU run shows that vLLM served its rollout.
+    """
+    if not enabled():
+        return
+    from vllm.model_executor.layers import linear
+
+    first = not is_marked(linear.UnquantizedLinearMethod.process_weights_after_loading)
+    keep_linear_weights()
+    if first:
+        import vllm
+
+        print(f"[care] vLLM {vllm.__version__} on CPU, pid {os.getpid()}, nice {os.nice(0)}: linear weights kept "
+              "for verl's weight sync (patch 8)", flush=True)

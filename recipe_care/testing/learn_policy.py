@@ -29,7 +29,7 @@ from pathlib import Path
 
 from recipe_care.testing import shapes_task
 
-BUILD_VERSION = 3
+BUILD_VERSION = 4
 WARM_MARKER = ".care_warm_start.json"
 
 #: The format warm start's defaults (``warm_start``, ``warm_settings`` and the command line all read these).
@@ -90,14 +90,15 @@ def build_base(out_dir, *, seed: int = 0, hidden_size: int = 64, layers: int = 2
         tok = tm._train_tokenizer(_corpus(), vocab_size=1000)
         ids = {t: tok.convert_tokens_to_ids(t) for t in tm.SPECIAL_TOKENS}
         text = tm._text_kwargs(tok)
-        heads = 4
+        # head_dim 32 (vLLM's CPU attention supports head sizes 32, 64, 80, ...); mrope_section sums to head_dim / 2
+        heads = 2
         head_dim = hidden_size // heads
-        quarter = head_dim // 8
-        text.update(hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=layers)
+        text.update(hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=layers,
+                    num_attention_heads=heads, num_key_value_heads=heads)
         text["rope_parameters"] = {
             "rope_type": "default",
             "rope_theta": 1000000.0,
-            "mrope_section": [quarter, quarter, head_dim // 2 - 2 * quarter],
+            "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16],
         }
         config = Qwen2_5_VLConfig(
             text_config=text,

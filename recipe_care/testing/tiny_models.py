@@ -250,6 +250,80 @@ def build_tiny_qwen25vl(out_dir) -> Path:
     return _build_into(Path(out_dir), "qwen2_5_vl", write)
 
 
+# Qwen3-VL's chat template has no default system turn (Qwen2.5-VL's adds "You are a helpful assistant."); turns and
+# vision placeholders are the same.
+QWEN3VL_CHAT_TEMPLATE = CHAT_TEMPLATE.replace(
+    "{%- if loop.first and message['role'] != 'system' -%}"
+    "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' -}}"
+    "{%- endif -%}",
+    "",
+)
+
+
+def build_tiny_qwen3vl(out_dir) -> Path:
+    """Build (or reuse) a tiny random ``Qwen3VLForConditionalGeneration`` with tokenizer and processor.
+
+    What makes it Qwen3-VL and not a renamed Qwen2.5-VL: 16-pixel patches (32 pixels per merged image token), the
+    vision tower's learned position embeddings and DeepStack features, interleaved M-RoPE in the text model, and
+    Qwen3-VL's chat template (no default system turn).
+    """
+
+    def write(folder: Path) -> None:
+        import torch
+        from transformers import (
+            Qwen2VLImageProcessor,
+            Qwen3VLConfig,
+            Qwen3VLForConditionalGeneration,
+            Qwen3VLProcessor,
+            Qwen3VLVideoProcessor,
+        )
+
+        tok = _train_tokenizer()
+        ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+        text = _text_kwargs(tok)
+        text["head_dim"] = text["hidden_size"] // text["num_attention_heads"]  # 32
+        # Qwen3-VL's [24, 20, 20] for head_dim 128, scaled to head_dim 32 (sums to head_dim / 2 = 16)
+        text["rope_parameters"] = {
+            "rope_type": "default",
+            "rope_theta": 5000000.0,
+            "mrope_section": [6, 5, 5],
+            "mrope_interleaved": True,
+        }
+        config = Qwen3VLConfig(
+            text_config=text,
+            vision_config={
+                "depth": 1,
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_heads": 2,
+                "out_hidden_size": text["hidden_size"],
+                "patch_size": 16,
+                "spatial_merge_size": 2,
+                "temporal_patch_size": 2,
+                "num_position_embeddings": 64,  # an 8 x 8 grid, interpolated to each image's
+                "deepstack_visual_indexes": [0],
+            },
+            image_token_id=ids["<|image_pad|>"],
+            video_token_id=ids["<|video_pad|>"],
+            vision_start_token_id=ids["<|vision_start|>"],
+            vision_end_token_id=ids["<|vision_end|>"],
+            tie_word_embeddings=False,
+        )
+        torch.manual_seed(0)
+        model = Qwen3VLForConditionalGeneration(config).to(torch.float32).eval()
+        _finish(model, tok, folder)
+        pixels = {"min_pixels": 4 * 32 * 32, "max_pixels": 16 * 32 * 32, "patch_size": 16, "merge_size": 2}
+        processor = Qwen3VLProcessor(
+            image_processor=Qwen2VLImageProcessor(**pixels),
+            tokenizer=tok,
+            video_processor=Qwen3VLVideoProcessor(**pixels),
+            chat_template=QWEN3VL_CHAT_TEMPLATE,
+        )
+        processor.save_pretrained(folder)
+
+    return _build_into(Path(out_dir), "qwen3_vl", write)
+
+
 def build_tiny_qwen2(out_dir) -> Path:
     """Build (or reuse) a tiny random text-only ``Qwen2ForCausalLM`` with its tokenizer."""
 
@@ -270,12 +344,17 @@ def build_tiny_qwen2(out_dir) -> Path:
     return _build_into(Path(out_dir), "qwen2", write)
 
 
+BUILDERS = {"qwen25vl": build_tiny_qwen25vl, "qwen3vl": build_tiny_qwen3vl, "qwen2": build_tiny_qwen2}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder to write (reused when already complete)")
     parser.add_argument("--text-only", action="store_true", help="build the text-only Qwen2 instead of Qwen2.5-VL")
+    parser.add_argument("--model", choices=sorted(BUILDERS), default="qwen25vl",
+                        help="which model to build (default qwen25vl; --text-only is --model qwen2)")
     args = parser.parse_args(argv)
-    folder = (build_tiny_qwen2 if args.text_only else build_tiny_qwen25vl)(args.out)
+    folder = BUILDERS["qwen2" if args.text_only else args.model](args.out)
     print(folder)
     return 0
 
