@@ -41,7 +41,7 @@ extras_require = {
         "pytest-xdist==3.8.0",
         "pytest-asyncio>=0.23",
         "hypothesis==6.170.15",
-        # plots of the CPU learning run (recipe_care.testing.learn_curves, run_scripts/cpu_learn.sh)
+        # plots of the CPU learning run (recipe_care.learn_demo.learn_curves, run_scripts/cpu_learn.sh)
         "matplotlib==3.10.9",
     ],
 }

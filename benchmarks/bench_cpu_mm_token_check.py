@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     from transformers.processing_utils import ProcessorMixin
 
     from recipe_care.patches import cpu_backend
-    from recipe_care.testing import learn_policy
+    from recipe_care.learn_demo import learn_policy
 
     torch.set_num_threads(1)
     processor = AutoProcessor.from_pretrained(FIXTURE)

@@ -3,7 +3,7 @@
     python benchmarks/bench_learn_plain_grpo.py --phrases 2 [--steps 120] [--seed 0] [--out DIR]
     python benchmarks/bench_learn_plain_grpo.py --phrases 1
 
-The format warm start of ``recipe_care.testing.learn_policy`` teaches ``<think>P</think><answer>L</answer>`` with
+The format warm start of ``recipe_care.learn_demo.learn_policy`` teaches ``<think>P</think><answer>L</answer>`` with
 ``P`` the one text of ``THINK_PHRASES``. An earlier version drew ``P`` from two phrases, so every sampled response
 carried a coin flip that has nothing to do with the reward; GRPO gives each response's advantage to every token, so
 that coin flip's log-probability gradient is noise of the same size as the answer letter's signal. This script
@@ -40,8 +40,8 @@ def main() -> None:
 
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-    from recipe_care.testing import learn_policy as lp
-    from recipe_care.testing import shapes_task
+    from recipe_care.learn_demo import learn_policy as lp
+    from recipe_care.learn_demo import shapes_task
     from reward_fns import compute_score
 
     if args.phrases == 2:

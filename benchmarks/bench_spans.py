@@ -8,7 +8,7 @@ of them parses once and stores the spans on the batch (``recipe_care.spans.batch
 it repaired (one per group) before splicing them in, verl's ``balance_batch`` reorders the span keys with the rows,
 and the later consumers read them back after checking each row's fingerprint (a stale copy is parsed again, never
 used). Both sides are timed with the recipe's own functions on a
-``--rows`` x ``--tokens`` batch of byte-level BPE ids (the tiny test tokenizer of ``recipe_care.testing``; responses
+``--rows`` x ``--tokens`` batch of byte-level BPE ids (the tiny test tokenizer of ``recipe_care.smoke``; responses
 of random length with a ``<think>`` span of math words, then an ``<answer>`` span). Prints seconds per step.
 """
 
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     from transformers import AutoTokenizer
 
     from recipe_care.spans import TagSpanParser, batch_spans
-    from recipe_care.testing.tiny_models import build_tiny_qwen2
+    from recipe_care.smoke.tiny_models import build_tiny_qwen2
 
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = AutoTokenizer.from_pretrained(build_tiny_qwen2(Path(tmp) / "qwen2"))

@@ -36,7 +36,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from recipe_care.testing.vl_rollout_batch import build_rollout_batch, free_port, position_ids, reference_embeddings
+from recipe_care.test_doubles.vl_rollout_batch import (
+    build_rollout_batch, free_port, position_ids, reference_embeddings)
 
 
 def _setup_env(cuda: bool) -> None:
@@ -62,7 +63,7 @@ def reference(model_dir: Path, work: Path, rows: int, device: str) -> None:
     import torch
     from transformers import AutoModelForImageTextToText
 
-    from recipe_care.testing import build_tiny_qwen25vl
+    from recipe_care.smoke import build_tiny_qwen25vl
 
     if not (model_dir / "config.json").is_file():
         build_tiny_qwen25vl(model_dir)

@@ -50,7 +50,7 @@ VERIFIER_MODULES: Mapping[str, str] = MappingProxyType(
         "mathvision_testmini": "mathvision",
         "wemath_testmini": "wemath",
         "logicvista_test": "logicvista",
-        "synthetic_shapes": "synthetic_shapes",  # the CPU learning run's task (recipe_care.testing.shapes_task)
+        "synthetic_shapes": "synthetic_shapes",  # the CPU learning run's task (recipe_care.learn_demo.shapes_task)
     }
 )
 # The dispatch keys alone, for data prep (importing this module is cheap; importing ``reward_fns`` loads sympy).

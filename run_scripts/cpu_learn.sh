@@ -3,8 +3,8 @@
 # `python -m recipe_care.main`, CPU backend) lifts a small Qwen2.5-VL from chance to well above it on a synthetic,
 # verifiable visual task, once with CARE (RGR on, hidden-state embeddings) and once with GRPO, same everything else.
 #
-# Per seed: the task's train/val parquet (recipe_care.testing.shapes_task, "What colour is the shape?", 4 options,
-# chance 0.25), the policy (recipe_care.testing.learn_policy: a ~0.2 M-parameter Qwen2.5-VL and a format-only
+# Per seed: the task's train/val parquet (recipe_care.learn_demo.shapes_task, "What colour is the shape?", 4 options,
+# chance 0.25), the policy (recipe_care.learn_demo.learn_policy: a ~0.2 M-parameter Qwen2.5-VL and a format-only
 # supervised warm start; both cached), then one RL run per estimator with validation on held-out items every
 # VAL_EVERY steps. Per run: outputs/cpu_learn/<estimator>-seed<seed>/{metrics.jsonl,curves.csv,run.json,console.log};
 # for all runs in the folder: outputs/cpu_learn/summary.md and curves.png.
@@ -51,9 +51,9 @@ for seed in $SEEDS; do
   data_dir="$CARE_LEARN_DIR/data-seed${seed}-n${N_TRAIN}-v${N_VAL}${suffix}"
   policy_dir="$CARE_LEARN_DIR/policy-seed${seed}"
   t0=$(date +%s)
-  python -m recipe_care.testing.shapes_task --out "$data_dir" --seed "$seed" --train "$N_TRAIN" --val "$N_VAL" \
+  python -m recipe_care.learn_demo.shapes_task --out "$data_dir" --seed "$seed" --train "$N_TRAIN" --val "$N_VAL" \
     $blank_flag >/dev/null
-  python -m recipe_care.testing.learn_policy --out "$policy_dir" --seed "$seed"
+  python -m recipe_care.learn_demo.learn_policy --out "$policy_dir" --seed "$seed"
   echo "[cpu_learn] seed $seed: data $data_dir, policy $policy_dir (setup $(( $(date +%s) - t0 )) s)"
 
   for estimator in $ESTIMATORS; do
@@ -167,15 +167,15 @@ for seed in $SEEDS; do
     fi
     python - "$run_dir/run.json" <<EOF
 import json, sys
-from recipe_care.testing.shapes_task import chance_level
+from recipe_care.learn_demo.shapes_task import chance_level
 json.dump({"run": "$run", "estimator": "$estimator", "seed": $seed, "rgr": "$rgr" == "True", "steps": $STEPS,
            "variant": "blank" if "$suffix" else "", "n_train": $N_TRAIN, "n_val": $N_VAL, "wall_s": $wall,
            "chance": chance_level()}, open(sys.argv[1], "w"))
 EOF
-    python -m recipe_care.testing.learn_curves run --metrics "$run_dir/metrics.jsonl" --out "$run_dir/curves.csv" \
+    python -m recipe_care.learn_demo.learn_curves run --metrics "$run_dir/metrics.jsonl" --out "$run_dir/curves.csv" \
       >/dev/null
     echo "[cpu_learn] $run done in $wall s: $run_dir/curves.csv"
   done
 done
-python -m recipe_care.testing.learn_curves summary --root "$CARE_LEARN_DIR"
+python -m recipe_care.learn_demo.learn_curves summary --root "$CARE_LEARN_DIR"
 echo "[cpu_learn] all done in $(( $(date +%s) - t_all )) s: $CARE_LEARN_DIR/summary.md, $CARE_LEARN_DIR/curves.png"

@@ -7,7 +7,7 @@
 #
 #   ESTIMATOR      algorithm.adv_estimator (default: care; `ESTIMATOR=grpo` gives the baseline, RGR off)
 #   SMOKE_RGR      1 (default with care): RGR on; 0: off
-#   SMOKE_REWARD   hash (default): recipe_care.testing.smoke_reward, a deterministic ~50% plumbing reward, so groups
+#   SMOKE_REWARD   hash (default): recipe_care.smoke.smoke_reward, a deterministic ~50% plumbing reward, so groups
 #                  have mixed rewards; verifier: the project's verifiers (pkg://reward_fns)
 #   SMOKE_MODEL    qwen25vl (default): tiny random Qwen2.5-VL; qwen3vl: tiny random Qwen3-VL (16-pixel patches,
 #                  its chat template, its position ids: the path of qwen3vl_8b_care.sh); qwen2: text-only Qwen2
@@ -67,20 +67,20 @@ if [ "$SMOKE_RGR" = 1 ] && [ "$SMOKE_ENTRY" = verl ]; then
   echo "[cpu_smoke] SMOKE_RGR=1 needs SMOKE_ENTRY=recipe (the recipe's rollout manager runs RGR)" >&2; exit 2
 fi
 case "$SMOKE_REWARD" in
-  hash) reward_path=pkg://recipe_care.testing.smoke_reward ;;
+  hash) reward_path=pkg://recipe_care.smoke.smoke_reward ;;
   verifier) reward_path=pkg://reward_fns ;;
   *) echo "[cpu_smoke] SMOKE_REWARD must be hash or verifier, got '$SMOKE_REWARD'" >&2; exit 2 ;;
 esac
 
 t0=$(date +%s)
 # Tiny model (skipped when the folder is complete) and a few rows from the fixtures, in verl's RL-dataset schema.
-python -m recipe_care.testing.tiny_models --out "$model_dir" --model "$SMOKE_MODEL" >/dev/null
+python -m recipe_care.smoke.tiny_models --out "$model_dir" --model "$SMOKE_MODEL" >/dev/null
 if [ ! -f "$data_dir/train.parquet" ] || [ ! -f "$data_dir/val.parquet" ]; then
   # The project's converter on the benchmark's fixture records, then 4 + 4 short rows with small images.
   python -m "data_prep.$SMOKE_BENCHMARK" --local-path "$CARE_REPO/tests/fixtures/benchmarks/$SMOKE_BENCHMARK" \
     --out "$data_dir/prepared" --quiet >/dev/null
   prepared=$(ls "$data_dir"/prepared/*.parquet | head -n 1)
-  python -m recipe_care.testing.smoke_data --prepared "$prepared" --out "$data_dir" --train-rows 4 --val-rows 4 \
+  python -m recipe_care.smoke.smoke_data --prepared "$prepared" --out "$data_dir" --train-rows 4 --val-rows 4 \
     $text_flag >/dev/null
 fi
 echo "[cpu_smoke] entry=$entry model=$SMOKE_MODEL rollout=vllm estimator=$ESTIMATOR rgr=$rgr_enable reward=$SMOKE_REWARD model_dir=$model_dir data=$data_dir run=$run_dir" \

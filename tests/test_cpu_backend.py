@@ -1,4 +1,4 @@
-"""Fast checks of the opt-in CPU backend (``recipe_care.cpu``) and the test fixtures (``recipe_care.testing``).
+"""Fast checks of the opt-in CPU backend (``recipe_care.cpu``) and the smoke-run builders (``recipe_care.smoke``).
 
 Importing ``recipe_care.cpu`` registers a platform and patches three verl module attributes in the importing process,
 so every check that needs it runs in a fresh interpreter (``_in_subprocess``), started the way the smoke run starts
@@ -298,7 +298,7 @@ def _check_mm_token_check_patch() -> None:
     from transformers.processing_utils import ProcessorMixin
 
     from recipe_care.patches import is_marked
-    from recipe_care.testing import learn_policy
+    from recipe_care.learn_demo import learn_policy
 
     patched = ProcessorMixin._check_special_mm_tokens
     original = patched.__wrapped__
@@ -357,7 +357,7 @@ def tiny_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_vl(tiny_dir) -> Path:
-    from recipe_care.testing import build_tiny_qwen25vl
+    from recipe_care.smoke import build_tiny_qwen25vl
 
     start = time.monotonic()
     path = build_tiny_qwen25vl(tiny_dir / "qwen25vl")
@@ -367,14 +367,14 @@ def tiny_vl(tiny_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_text(tiny_dir) -> Path:
-    from recipe_care.testing import build_tiny_qwen2
+    from recipe_care.smoke import build_tiny_qwen2
 
     return build_tiny_qwen2(tiny_dir / "qwen2")
 
 
 def test_tiny_builders_are_idempotent_and_rebuild_incomplete_folders(tiny_vl, tiny_text):
-    from recipe_care.testing import build_tiny_qwen2, build_tiny_qwen25vl
-    from recipe_care.testing.tiny_models import MARKER
+    from recipe_care.smoke import build_tiny_qwen2, build_tiny_qwen25vl
+    from recipe_care.smoke.tiny_models import MARKER
 
     weights = tiny_vl / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
@@ -436,7 +436,7 @@ def test_tiny_text_model_loads_offline_and_generates(tiny_text):
 
 def test_tiny_models_cli(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "recipe_care.testing.tiny_models", "--out", str(tmp_path / "t"), "--text-only"],
+        [sys.executable, "-m", "recipe_care.smoke.tiny_models", "--out", str(tmp_path / "t"), "--text-only"],
         check=False,
         cwd=REPO,
         capture_output=True,
@@ -563,7 +563,7 @@ def test_hfcpu_server_generates_with_image_exact_logprobs_and_never_samples_spec
 
 
 def test_smoke_reward_is_deterministic_about_half_and_shaped_like_the_verifier():
-    from recipe_care.testing.smoke_reward import compute_score
+    from recipe_care.smoke.smoke_reward import compute_score
     from reward_fns.verdict import RESULT_KEYS
 
     texts = [f"<think>step {i}</think><answer>{i % 7}</answer>" for i in range(400)]
@@ -584,7 +584,7 @@ def test_smoke_data_from_data_prep_rows(fixtures_dir, tmp_path):
     import pandas as pd
     from PIL import Image
 
-    from recipe_care.testing.smoke_data import write_smoke_data
+    from recipe_care.smoke.smoke_data import write_smoke_data
 
     prep = subprocess.run(
         [

@@ -420,7 +420,7 @@ def test_python_dash_m_entry_points(fixtures_dir, tmp_path):
 def tiny_vl(tmp_path_factory):
     from transformers import AutoProcessor, AutoTokenizer
 
-    from recipe_care.testing.tiny_models import build_tiny_qwen25vl
+    from recipe_care.smoke.tiny_models import build_tiny_qwen25vl
 
     folder = build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny_qwen25vl") / "model")
     return AutoTokenizer.from_pretrained(folder), AutoProcessor.from_pretrained(folder)

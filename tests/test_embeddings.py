@@ -151,7 +151,7 @@ def vl(tmp_path_factory):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from recipe_care.spans import TagSpanParser
-    from recipe_care.testing import build_tiny_qwen25vl
+    from recipe_care.smoke import build_tiny_qwen25vl
 
     path = build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny") / "qwen25vl")
     model = AutoModelForImageTextToText.from_pretrained(path, attn_implementation="eager").eval()

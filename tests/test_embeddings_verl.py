@@ -35,7 +35,8 @@ TOL = 1e-4
 # the probe (runs in its own interpreter)
 # --------------------------------------------------------------------------------------------------------------
 def probe(model_dir: Path) -> dict:
-    from recipe_care.testing.vl_rollout_batch import build_rollout_batch, free_port, position_ids, reference_embeddings
+    from recipe_care.test_doubles.vl_rollout_batch import (
+        build_rollout_batch, free_port, position_ids, reference_embeddings)
 
     os.environ.update(VERL_PLATFORM="cpu", CARE_CPU_BACKEND="1", RANK="0", WORLD_SIZE="1", LOCAL_RANK="0",
                       LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
@@ -48,7 +49,7 @@ def probe(model_dir: Path) -> dict:
 
     from recipe_care.hidden_pooling import output_head, response_pool_mask
     from recipe_care.spans import TagSpanParser
-    from recipe_care.testing import build_tiny_qwen25vl
+    from recipe_care.smoke import build_tiny_qwen25vl
 
     build_tiny_qwen25vl(model_dir)
     processor, rows, tensors = build_rollout_batch(model_dir)

@@ -87,7 +87,7 @@ async def _mixed(server, prompts, images):
 
 
 def test_concurrent_requests_share_one_generate_and_match_single_requests(tmp_path):
-    from recipe_care.testing import build_tiny_qwen25vl
+    from recipe_care.smoke import build_tiny_qwen25vl
 
     model = build_tiny_qwen25vl(tmp_path / "vl")
     env = dict(os.environ, CARE_CPU_BACKEND="1", VERL_PLATFORM="cpu", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",

@@ -92,7 +92,7 @@ def test_every_ray_worker_imports_the_plugin():
 def _readme_care_table() -> dict[str, str]:
     """``algorithm.care.*`` rows of the README's config-key table: key -> default cell (a row may hold several keys)."""
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text.split("### Config keys (`algorithm.care.*`)", 1)[1].split("\n### ", 1)[0]
+    section = re.split(r"\n#+ ", text.split("### Config keys (`algorithm.care.*`)", 1)[1], maxsplit=1)[0]
     rows = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]

@@ -30,7 +30,7 @@ def tiny_dir(tmp_path_factory):
 def tok(tiny_dir):
     from transformers import AutoTokenizer
 
-    from recipe_care.testing.tiny_models import build_tiny_qwen2
+    from recipe_care.smoke.tiny_models import build_tiny_qwen2
 
     return AutoTokenizer.from_pretrained(build_tiny_qwen2(tiny_dir / "qwen2"), local_files_only=True)
 
@@ -346,7 +346,7 @@ def test_rgr_config_defaults_and_errors():
 
 @pytest.fixture(scope="module")
 def tiny_vl(tiny_dir):
-    from recipe_care.testing.tiny_models import build_tiny_qwen25vl
+    from recipe_care.smoke.tiny_models import build_tiny_qwen25vl
 
     return build_tiny_qwen25vl(tiny_dir / "qwen25vl")
 
@@ -355,7 +355,7 @@ def test_manager_with_rgr_off_keeps_verls_worker_class(tiny_vl):
     from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
 
     from recipe_care.rgr.manager import CareAgentLoopManager, CareAgentLoopWorker
-    from recipe_care.testing.rgr_doubles import compose_config
+    from recipe_care.test_doubles.rgr_doubles import compose_config
 
     off = CareAgentLoopManager(compose_config(tiny_vl, ["algorithm.rgr.enable=false"]), llm_client=None)
     assert off.agent_loop_workers_class.__ray_actor_class__ is AgentLoopWorker
@@ -376,7 +376,7 @@ def test_manager_with_rgr_off_keeps_verls_worker_class(tiny_vl):
 ])
 def test_manager_setup_errors_are_clear(tiny_vl, overrides, handles, msg):
     from recipe_care.rgr.manager import CareAgentLoopManager
-    from recipe_care.testing.rgr_doubles import compose_config
+    from recipe_care.test_doubles.rgr_doubles import compose_config
 
     with pytest.raises(ValueError, match=msg):
         CareAgentLoopManager(compose_config(tiny_vl, overrides), llm_client=None, reward_loop_worker_handles=handles)

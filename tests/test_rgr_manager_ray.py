@@ -1,6 +1,6 @@
 """RGR through verl's real AgentLoopManager / AgentLoopWorker / agent-loop / reward-loop code path on a local Ray.
 
-The only doubles are ``recipe_care.testing.rgr_doubles``: a scripted LLM server (deterministic: row ``i`` of the
+The only doubles are ``recipe_care.test_doubles.rgr_doubles``: a scripted LLM server (deterministic: row ``i`` of the
 batch gets ``MAIN[i]``, the repair of row ``i`` gets the step's repair script) that is also verl's
 ``RewardLoopWorker`` with the scripted verifier (``acc = 1`` iff the last ``<answer>`` equals the ground truth), and
 a client that routes verl's ``LLMServerClient`` straight to it. Tokenizer, processor and config come from the locally
@@ -62,8 +62,8 @@ def rig(tmp_path_factory):
     from verl.experimental.agent_loop.agent_loop import AgentLoopManager
 
     from recipe_care.rgr.manager import CareAgentLoopManager
-    from recipe_care.testing.rgr_doubles import DirectServerClient, ScriptedRolloutServer, compose_config
-    from recipe_care.testing.tiny_models import build_tiny_qwen25vl
+    from recipe_care.test_doubles.rgr_doubles import DirectServerClient, ScriptedRolloutServer, compose_config
+    from recipe_care.smoke.tiny_models import build_tiny_qwen25vl
 
     model = build_tiny_qwen25vl(tmp_path_factory.mktemp("rgr_ray") / "qwen25vl")
     cfg = compose_config(model)
@@ -296,7 +296,7 @@ def test_validation_batches_are_never_repaired(rig):
 
 @pytest.mark.timeout(180)
 def test_fault_paths_keep_the_original_rows(rig):
-    from recipe_care.testing.rgr_doubles import RAISE, RAISE_REWARD
+    from recipe_care.test_doubles.rgr_doubles import RAISE, RAISE_REWARD
 
     ref = rig["reference"]
     # a failed generation (row 2) and an empty one (row 6) are skipped; the good repair (row 17) is spliced

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from recipe_care.testing import learn_curves, shapes_task
+from recipe_care.learn_demo import learn_curves, shapes_task
 from reward_fns import compute_score
 
 
@@ -67,7 +67,7 @@ def test_a_training_step_never_has_one_prompt_length(tmp_path):
     tokenizer: verl 0.9.1 fails on a step whose rows all have one length (shapes_task docstring)."""
     from transformers import AutoProcessor
 
-    from recipe_care.testing import learn_policy
+    from recipe_care.learn_demo import learn_policy
 
     processor = AutoProcessor.from_pretrained(learn_policy.build_base(tmp_path / "base", seed=0))
     items = shapes_task.make_items(0, "train", 4 * len(shapes_task.QUESTIONS) + 4)

@@ -11,7 +11,7 @@ from recipe_care.spans import TagSpanParser, anchor_lengths, find_byte_spans
 def tiny_tokenizer(tmp_path_factory):
     from transformers import AutoTokenizer
 
-    from recipe_care.testing.tiny_models import build_tiny_qwen2
+    from recipe_care.smoke.tiny_models import build_tiny_qwen2
 
     return AutoTokenizer.from_pretrained(build_tiny_qwen2(tmp_path_factory.mktemp("tiny") / "qwen2"))
 

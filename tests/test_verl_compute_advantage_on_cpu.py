@@ -33,7 +33,7 @@ RESPONSES = [
 
 @pytest.fixture(scope="module")
 def tiny_qwen2(tmp_path_factory):
-    from recipe_care.testing.tiny_models import build_tiny_qwen2
+    from recipe_care.smoke.tiny_models import build_tiny_qwen2
 
     return build_tiny_qwen2(tmp_path_factory.mktemp("tiny") / "qwen2")
 

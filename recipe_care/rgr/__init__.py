@@ -4,7 +4,7 @@
 - ``recipe_care.rgr.agent_loop``: the ``care_rgr`` continuation agent loop (registered on import);
 - ``recipe_care.rgr.manager``: ``CareAgentLoopManager``, the ``agent_loop_manager_class`` that runs RGR.
 
-The CPU tests' doubles (a scripted LLM server and reward) live in ``recipe_care.testing.rgr_doubles``.
+The CPU tests' doubles (a scripted LLM server and reward) live in ``recipe_care.test_doubles.rgr_doubles``.
 
 Nothing is imported here, so ``import recipe_care.rgr`` stays cheap.
 """

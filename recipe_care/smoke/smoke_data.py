@@ -12,7 +12,7 @@ of that parquet **unchanged** in verl's RL-dataset schema (``data_source``, ``pr
 With ``--text-only`` the ``images`` column is dropped and the ``<image>`` placeholders are removed from the prompts
 (rows for the text-only tiny Qwen2).
 
-CLI: ``python -m recipe_care.testing.smoke_data --prepared FILE.parquet --out DIR [--text-only]`` writes
+CLI: ``python -m recipe_care.smoke.smoke_data --prepared FILE.parquet --out DIR [--text-only]`` writes
 ``train.parquet`` (the first ``--train-rows`` rows) and ``val.parquet`` (the next ``--val-rows``) and prints ``DIR``.
 """
 

@@ -1,13 +1,13 @@
 """Curves, summary table and picture of the CPU learning run (``run_scripts/cpu_learn.sh``).
 
-``python -m recipe_care.testing.learn_curves run --metrics RUN/metrics.jsonl --out RUN/curves.csv``
+``python -m recipe_care.learn_demo.learn_curves run --metrics RUN/metrics.jsonl --out RUN/curves.csv``
     reads verl's file-logger lines (``{"step": N, "data": {...}}``) and writes one row per validation: ``step``,
     ``train_reward`` (mean ``critic/score/mean`` of the training steps since the previous row; empty at step 0, before
     any update), ``val_acc`` and ``val_format`` (validation means of the verifier's ``acc`` and ``format``), then
     ``seconds_per_step`` and every ``care/*``, ``signal/*`` and ``rgr/*`` metric, each averaged over the same training
     steps as ``train_reward``.
 
-``python -m recipe_care.testing.learn_curves summary --root DIR``
+``python -m recipe_care.learn_demo.learn_curves summary --root DIR``
     reads every ``DIR/<run>/curves.csv`` (runs named ``<estimator>-seed<seed>[-<variant>]``, with ``run.json`` written
     by the script beside it) and writes ``DIR/summary.md`` (start / end / best validation accuracy per estimator and
     seed, first step at the target accuracy, steps, seconds per step, wall time, ``signal/fail_adv_share``, RGR

@@ -15,7 +15,7 @@ Each builder writes a folder that loads offline with ``AutoTokenizer`` / ``AutoP
 Builds are idempotent: a folder holding the completion marker of the current builder version is left as is. A build
 goes to a temporary sibling folder first and is renamed into place, so concurrent builders never see half a folder.
 
-CLI: ``python -m recipe_care.testing.tiny_models --out DIR [--text-only]`` prints the folder.
+CLI: ``python -m recipe_care.smoke.tiny_models --out DIR [--text-only]`` prints the folder.
 """
 
 from __future__ import annotations

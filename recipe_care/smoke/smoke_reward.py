@@ -9,7 +9,7 @@ responses have mixed rewards and the estimator produces non-zero advantages.
 It returns the same keys and types as ``reward_fns.compute_score`` (``score, acc, format, extracted`` floats, ``pred``
 a string) so the rest of the
 pipeline (reward-extra-info columns, validation metrics, CARE's ``acc`` lookup) sees the same shapes. Select it with
-``reward.custom_reward_function.path=pkg://recipe_care.testing.smoke_reward`` (``SMOKE_REWARD=hash`` in
+``reward.custom_reward_function.path=pkg://recipe_care.smoke.smoke_reward`` (``SMOKE_REWARD=hash`` in
 ``run_scripts/cpu_smoke.sh``). Never use it for training.
 """
 

@@ -133,7 +133,7 @@ def compose_config(model_path: Any, overrides: Any = ()) -> Any:
         "actor_rollout_ref.rollout.n=4",
         "actor_rollout_ref.rollout.full_determinism=true",
         "actor_rollout_ref.rollout.agent.num_workers=2",
-        "reward.custom_reward_function.path=pkg://recipe_care.testing.rgr_doubles",
+        "reward.custom_reward_function.path=pkg://recipe_care.test_doubles.rgr_doubles",
         "reward.custom_reward_function.name=scripted_reward",
     ]
     with initialize_config_dir(config_dir=config_dir, version_base=None):

@@ -26,7 +26,7 @@ Rows follow ``data_prep``'s schema exactly (:data:`data_prep.schema.ARROW_SCHEMA
 instruction), the ground truth is the option letter, and ``data_source`` is :data:`DATA_SOURCE`, scored by
 ``reward_fns`` like every benchmark (``reward_fns/verifiers/synthetic_shapes.py``).
 
-CLI: ``python -m recipe_care.testing.shapes_task --out DIR [--seed 0] [--train 512] [--val 128] [--blank]`` writes
+CLI: ``python -m recipe_care.learn_demo.shapes_task --out DIR [--seed 0] [--train 512] [--val 128] [--blank]`` writes
 ``DIR/train.parquet`` and ``DIR/val.parquet`` (skipped when both exist for the same settings) and prints ``DIR``.
 """
 

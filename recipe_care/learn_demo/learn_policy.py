@@ -5,7 +5,7 @@ Step 1 (:func:`build_base`): a random ``Qwen2_5_VLForConditionalGeneration`` (te
 own text (system turn, the three questions, the ``data_prep`` instruction, the RGR cue, the reasoning text), so a
 prompt is 137-150 tokens (16 of them the image) where the smoke tokenizer needs about 300. Qwen's special tokens,
 chat template and a processor whose ``max_pixels`` makes a 112 px image 16 image tokens, all from
-``recipe_care.testing.tiny_models``.
+``recipe_care.smoke.tiny_models``.
 
 Step 2 (:func:`warm_start`): a short supervised loop (plain PyTorch, AdamW) on task prompts of its own images
 (never a train/validation item) whose targets are ``<think>P</think><answer>L</answer><|im_end|>`` with ``P`` the
@@ -16,7 +16,7 @@ afterwards greedy validation gives format 1.0 and accuracy at chance (the step-0
 part, the processor's chat template, ``qwen_vl_utils.fetch_image``).
 
 Both steps are cached: a folder holding the marker of the same settings is reused (``python -m
-recipe_care.testing.learn_policy --out DIR`` prints the warm-started folder).
+recipe_care.learn_demo.learn_policy --out DIR`` prints the warm-started folder).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import json
 import time
 from pathlib import Path
 
-from recipe_care.testing import shapes_task
+from recipe_care.learn_demo import shapes_task
 
 BUILD_VERSION = 4
 WARM_MARKER = ".care_warm_start.json"
@@ -73,7 +73,7 @@ def base_kind(*, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> str:
 
 def build_base(out_dir, *, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
     """Build (or reuse) the random task policy folder (model initialised from ``seed``, tokenizer, processor)."""
-    from recipe_care.testing import tiny_models as tm
+    from recipe_care.smoke import tiny_models as tm
 
     kind = base_kind(seed=seed, hidden_size=hidden_size, layers=layers)
 
@@ -251,7 +251,7 @@ def warm_settings(*, seed: int = 0, steps: int = WARM_STEPS, batch: int = WARM_B
                   pool_size: int = WARM_POOL) -> dict:
     """The cache key of the default policy of ``seed`` (what ``--out DIR --seed S`` writes to its marker), computed
     without building anything."""
-    from recipe_care.testing.tiny_models import BUILDER_VERSION
+    from recipe_care.smoke.tiny_models import BUILDER_VERSION
 
     base_info = {"version": BUILDER_VERSION, "kind": base_kind(seed=seed)}
     return _settings(base_info, steps, batch, lr, seed, pool_size)
