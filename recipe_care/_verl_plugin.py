@@ -17,4 +17,4 @@ register_care_estimator()
 patches.install()
 
 if os.environ.get("CARE_CPU_BACKEND") == "1":
-    import recipe_care.cpu  # noqa: F401  (installs the CPU backend: platform, hfcpu rollout, three patches)
+    import recipe_care.cpu  # noqa: F401  (installs the CPU backend: platform, engine device, four patches)

