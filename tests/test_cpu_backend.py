@@ -396,6 +396,39 @@ def test_tiny_vl_loads_offline_with_qwen_tokens_template_and_processor(tiny_vl):
     assert out.shape[1] > inputs["input_ids"].shape[1]
 
 
+def test_tiny_qwen3vl_has_its_patches_template_and_position_ids(tiny_dir):
+    """Qwen3-VL, not a renamed Qwen2.5-VL: 16-pixel patches (a 64 x 64 image is 4 x 4 patches, 4 image tokens), no
+    default system turn, interleaved M-RoPE whose image tokens get 2-D positions; head_dim 32 for vLLM's CPU
+    attention."""
+    import torch
+    from PIL import Image
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    from recipe_care.smoke import build_tiny_qwen3vl
+
+    path = build_tiny_qwen3vl(tiny_dir / "qwen3vl")
+    proc = AutoProcessor.from_pretrained(path, local_files_only=True)
+    cfg = AutoConfig.from_pretrained(path, local_files_only=True)
+    model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True)
+    assert type(proc).__name__ == "Qwen3VLProcessor" and cfg.model_type == "qwen3_vl"
+    assert cfg.vision_config.patch_size == 16 and cfg.text_config.head_dim == 32
+    assert cfg.text_config.rope_parameters["mrope_interleaved"] is True
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is x?"}]}]
+    text = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text == ("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>What is x?<|im_end|>\n"
+                    "<|im_start|>assistant\n")
+    inputs = proc(text=[text], images=[Image.new("RGB", (64, 64), (10, 200, 30))], return_tensors="pt")
+    assert inputs["image_grid_thw"].tolist() == [[1, 4, 4]]
+    assert int((inputs["input_ids"] == cfg.image_token_id).sum()) == 4
+    pos, _ = model.model.get_rope_index(inputs["input_ids"], inputs["mm_token_type_ids"],
+                                        image_grid_thw=inputs["image_grid_thw"], attention_mask=inputs["attention_mask"])
+    image = (inputs["input_ids"][0] == cfg.image_token_id).nonzero().flatten()
+    assert pos.shape[:2] == (3, 1) and torch.equal(pos[0, 0, image], pos[0, 0, image[:1]].repeat(4))  # one time step
+    assert pos[1, 0, image].tolist() != pos[2, 0, image].tolist()  # height and width differ across the 2 x 2 grid
+    out = model.generate(**inputs, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] > inputs["input_ids"].shape[1]
+
+
 def test_tiny_text_model_loads_offline_and_generates(tiny_text):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

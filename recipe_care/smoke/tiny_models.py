@@ -1,4 +1,4 @@
-"""Tiny random Qwen2.5-VL / Qwen2 checkpoints for CPU tests, built locally in a few seconds, no download.
+"""Tiny random Qwen2.5-VL / Qwen3-VL / Qwen2 checkpoints for CPU tests, built locally in a few seconds, no download.
 
 Each builder writes a folder that loads offline with ``AutoTokenizer`` / ``AutoProcessor`` (VL) / ``AutoConfig`` /
 ``AutoModelForImageTextToText`` (VL) or ``AutoModelForCausalLM`` (text-only):
@@ -15,7 +15,7 @@ Each builder writes a folder that loads offline with ``AutoTokenizer`` / ``AutoP
 Builds are idempotent: a folder holding the completion marker of the current builder version is left as is. A build
 goes to a temporary sibling folder first and is renamed into place, so concurrent builders never see half a folder.
 
-CLI: ``python -m recipe_care.smoke.tiny_models --out DIR [--text-only]`` prints the folder.
+CLI: ``python -m recipe_care.smoke.tiny_models --out DIR [--model qwen25vl|qwen3vl|qwen2]`` prints the folder.
 """
 
 from __future__ import annotations
