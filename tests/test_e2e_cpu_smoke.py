@@ -35,7 +35,8 @@ def smoke(tmp_path_factory):
     env.update(CARE_SMOKE_DIR=str(out_dir), ESTIMATOR="care", SMOKE_REWARD="hash", SMOKE_TEXT_ONLY="0")
     start = time.monotonic()
     proc = subprocess.Popen(
-        ["bash", str(SCRIPT)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ["bash", str(SCRIPT)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # kill_tree kills its process group: nothing of the run outlives the test
     )
     try:
         console, _ = proc.communicate(timeout=RUN_TIMEOUT_S)

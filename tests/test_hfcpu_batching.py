@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
+from conftest import run_group
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,7 +94,7 @@ def test_concurrent_requests_share_one_generate_and_match_single_requests(tmp_pa
                TOKENIZERS_PARALLELISM="false", TINY_VL=str(model))
     tests = str(REPO / "tests")
     code = f"import sys; sys.path.insert(0, {tests!r}); import test_hfcpu_batching as t; t._check_batching()"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    proc = run_group([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["stats_after_greedy"] == {"batches": 1, "requests": 6, "max_batch": 6}, out
