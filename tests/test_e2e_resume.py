@@ -40,6 +40,10 @@ def _args(out_dir: Path) -> list[str]:
         "trainer.test_freq=-1",
         "data.train_batch_size=1",
         "actor_rollout_ref.actor.ppo_mini_batch_size=1",
+        # 4 rows a step: micro-batches of 4 (verl: the data size must be divisible by the micro-batch size)
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
+        "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=4",
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4",
         "data.max_response_length=24",
         f"trainer.rollout_data_dir={out_dir / 'rollouts'}",
     ]
