@@ -9,7 +9,9 @@
 #                         3. data: `python -m data_prep.all --out $DATA_DIR --only <stems>` for the missing files.
 #   care_launch CMD...    4. preflight of this node: `python -m recipe_care.preflight --gpus --data --reward-check`;
 #                         5. CMD, with its console in $RUN_DIR/console.log and verl's metrics in $RUN_DIR/metrics.jsonl
-#                            (on a Ray cluster recipe_care.main checks every node before verl starts).
+#                            (on a Ray cluster recipe_care.main checks every node before verl starts); with a
+#                            checkpoint in $RUN_DIR/checkpoints (CARE_CKPT_DIR) it resumes, else starts fresh, and a
+#                            run that stops early ends console.log with `[care] stopped: <why>` (_long_runs.sh).
 # DRY_RUN=1: no GPU check, install, data preparation or preflight (missing data files are listed), and
 # `CARE_DRY_RUN=1 CMD` composes the config, validates it (verl's validate_config too) and prints it.
 # Values: care_int NAME... / care_bool NAME... check variables and die naming the one that is wrong (run them before
@@ -17,6 +19,8 @@
 # care_list a b -> ['a','b'].
 
 CARE_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=run_scripts/_long_runs.sh
+. "$CARE_REPO/run_scripts/_long_runs.sh"
 DRY_RUN="${DRY_RUN:-0}"
 DATA_PREP_ARGS="${DATA_PREP_ARGS:-}"
 
@@ -152,15 +156,16 @@ care_launch() {  # care_launch CMD... (after care_prepare; needs RUN_DIR, EXPERI
     || care_die "preflight failed (messages above); nothing was launched"
   mkdir -p "$RUN_DIR"
   export VERL_FILE_LOGGER_PATH="${VERL_FILE_LOGGER_PATH:-$RUN_DIR/metrics.jsonl}"
-  if [ -s "$VERL_FILE_LOGGER_PATH" ]; then  # verl's file logger truncates: keep the previous run's metrics
-    mv "$VERL_FILE_LOGGER_PATH" "${VERL_FILE_LOGGER_PATH%.jsonl}.$(date +%Y%m%d-%H%M%S).jsonl"
-  fi
+  # a checkpoint in the run folder: resume (trainer.resume_mode=auto) and keep the metrics; else a fresh file
+  care_resume "${CARE_CKPT_DIR:-$RUN_DIR/checkpoints}" "$VERL_FILE_LOGGER_PATH"
   export TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-true}" HYDRA_FULL_ERROR=1
   care_log "launching $EXPERIMENT_NAME: run folder $RUN_DIR, metrics $VERL_FILE_LOGGER_PATH"
-  set +e +o pipefail
-  "$@" 2>&1 | tee -a "$RUN_DIR/console.log"
-  rc=${PIPESTATUS[0]}
-  set -e -o pipefail
+  local cmd=("$@") i
+  for i in "${!cmd[@]}"; do  # right after `-m MODULE`: the script's own overrides and its extra arguments win
+    if [ "${cmd[$i]}" = -m ]; then cmd=("${cmd[@]:0:i+2}" "${CARE_RESUME[@]}" "${cmd[@]:i+2}"); break; fi
+  done
+  rc=0
+  care_run_logged "$RUN_DIR/console.log" "${cmd[@]}" || rc=$?
   care_log "$EXPERIMENT_NAME exited with status $rc (log: $RUN_DIR/console.log)"
   return "$rc"
 }

@@ -16,6 +16,8 @@
 #   N_TRAIN, N_VAL  task items (default: 8 * STEPS, i.e. every training prompt is new, and 128)
 #   BLANK_IMAGES=1  image-blanked control: every image the same grey canvas (runs named <estimator>-seed<seed>-blank)
 #   CARE_LEARN_DIR  output folder (default: <repo>/outputs/cpu_learn)
+# A run folder that holds a checkpoint (pass trainer.save_freq=N) resumes from it (trainer.resume_mode=auto) and keeps
+# its metrics.jsonl; otherwise the folder is cleared and the run starts afresh. run.json's wall_s is the last part's.
 # Extra arguments are appended last as hydra overrides, e.g. `bash run_scripts/cpu_learn.sh trainer.test_freq=5`.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
@@ -32,8 +34,9 @@ CARE_LEARN_DIR="${CARE_LEARN_DIR:-$CARE_REPO/outputs/cpu_learn}"
 mkdir -p "$CARE_LEARN_DIR"
 CARE_LEARN_DIR="$(cd "$CARE_LEARN_DIR" && pwd)"
 
-# The CPU backend in every process, offline, Ray workers at nice 0 (_cpu_env.sh).
+# The CPU backend in every process, offline, Ray workers at nice 0 (_cpu_env.sh); resume and stop lines (_long_runs.sh).
 . "$(dirname "${BASH_SOURCE[0]}")/_cpu_env.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/_long_runs.sh"
 # One compute thread per process: six Python processes share the cores, and torch's default (one OpenMP thread per
 # core in each) makes them spin against each other (a 32-row forward+backward: 0.8 s with 1 thread, 9 s with 2 on a
 # loaded 2-core machine).
@@ -63,10 +66,12 @@ for seed in $SEEDS; do
     esac
     run="${estimator}-seed${seed}${suffix}"
     run_dir="$CARE_LEARN_DIR/$run"
-    rm -rf "$run_dir"
+    # a run folder with a checkpoint (trainer.save_freq > 0) resumes, keeping its metrics; else it starts afresh
+    [ -s "$run_dir/checkpoints/latest_checkpointed_iteration.txt" ] || rm -rf "$run_dir"
     mkdir -p "$run_dir"
     care_ipc_dir "$run_dir"
     export VERL_FILE_LOGGER_PATH="$run_dir/metrics.jsonl"
+    care_resume "$run_dir/checkpoints" "$VERL_FILE_LOGGER_PATH"
     overrides=(
       trainer.use_v1=False
       algorithm.adv_estimator="$estimator"
@@ -156,8 +161,8 @@ for seed in $SEEDS; do
     echo "[cpu_learn] $run: estimator=$estimator rgr=$rgr steps=$STEPS val_every=$VAL_EVERY"
     t_run=$(date +%s)
     set +e +o pipefail
-    python -m recipe_care.main "${overrides[@]}" "$@" 2>&1 | tee "$run_dir/console.log" \
-      | grep --line-buffered -E "^\[cpu_learn\]|val-core|Error|error:" | cut -c1-300
+    care_run_logged "$run_dir/console.log" python -m recipe_care.main "${overrides[@]}" "${CARE_RESUME[@]}" "$@" \
+      | grep --line-buffered -E "^\[cpu_learn\]|^\[care\] (resum|stopped)|val-core|Error|error:" | cut -c1-300
     rc=${PIPESTATUS[0]}
     set -e -o pipefail
     wall=$(( $(date +%s) - t_run ))

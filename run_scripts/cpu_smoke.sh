@@ -86,9 +86,12 @@ fi
 echo "[cpu_smoke] entry=$entry model=$SMOKE_MODEL rollout=vllm estimator=$ESTIMATOR rgr=$rgr_enable reward=$SMOKE_REWARD model_dir=$model_dir data=$data_dir run=$run_dir" \
   "(setup $(( $(date +%s) - t0 )) s)"
 
-# Metrics of every step (and of validation) as JSON lines, besides the console logger.
+# Metrics of every step (and of validation) as JSON lines, besides the console logger. A run folder with a checkpoint
+# (trainer.save_freq > 0) resumes and keeps its metrics and console log; else both start afresh (_long_runs.sh).
 export VERL_FILE_LOGGER_PATH="$run_dir/metrics.jsonl"
-rm -f "$VERL_FILE_LOGGER_PATH"
+. "$(dirname "${BASH_SOURCE[0]}")/_long_runs.sh"
+care_resume "$run_dir/checkpoints" "$VERL_FILE_LOGGER_PATH"
+[ "$CARE_RESUMED" != 0 ] || : > "$run_dir/console.log"
 
 overrides=(
   trainer.use_v1=False
@@ -172,9 +175,7 @@ overrides=(
   hydra.run.dir="$run_dir/hydra"
 )
 
-set +e +o pipefail
-python -m "$entry" "${overrides[@]}" "$@" 2>&1 | tee "$run_dir/console.log"
-rc=${PIPESTATUS[0]}
-set -e -o pipefail
+rc=0
+care_run_logged "$run_dir/console.log" python -m "$entry" "${overrides[@]}" "${CARE_RESUME[@]}" "$@" || rc=$?
 echo "[cpu_smoke] exit $rc after $(( $(date +%s) - t0 )) s; metrics: $VERL_FILE_LOGGER_PATH"
 exit "$rc"

@@ -14,13 +14,12 @@ import inspect
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import LEARN_POLICY_FIXTURE
+from conftest import LEARN_POLICY_FIXTURE, run_group
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -55,7 +54,7 @@ def _in_subprocess(check: str, *, backend: bool = True, extra_env: dict | None =
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     env.update(extra_env or {})
     code = f"import sys; sys.path.insert(0, {str(TESTS)!r}); import test_cpu_backend as t; t.{check}()"
-    proc = subprocess.run(
+    proc = run_group(
         [sys.executable, "-c", code], check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
     assert proc.returncode == 0, f"{check} failed (rc={proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
@@ -442,7 +441,7 @@ def test_tiny_text_model_loads_offline_and_generates(tiny_text):
 
 
 def test_tiny_models_cli(tmp_path):
-    proc = subprocess.run(
+    proc = run_group(
         [sys.executable, "-m", "recipe_care.smoke.tiny_models", "--out", str(tmp_path / "t"), "--text-only"],
         check=False,
         cwd=REPO,
@@ -484,7 +483,7 @@ def test_smoke_data_from_data_prep_rows(fixtures_dir, tmp_path):
 
     from recipe_care.smoke.smoke_data import write_smoke_data
 
-    prep = subprocess.run(
+    prep = run_group(
         [
             sys.executable,
             "-m",

@@ -43,7 +43,8 @@ def learn(tmp_path_factory):
                N_VAL="64", BLANK_IMAGES="0")
     start = time.monotonic()
     proc = subprocess.Popen(
-        ["bash", str(SCRIPT)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ["bash", str(SCRIPT)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # kill_tree kills its process group: nothing of the run outlives the test
     )
     try:
         console, _ = proc.communicate(timeout=RUN_TIMEOUT_S)

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from data_prep import geometry3k, logicvista, mathverse, mathvision, mathvista, 
 from data_prep.prompt import INSTRUCTION
 from data_prep.schema import EXTRA_INFO_DEFAULTS, FEATURES
 from reward_fns.schema import DATA_SOURCES
+from conftest import run_group
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -372,7 +372,7 @@ def test_mmmu_pro_image_order_duplicates_and_options(fixtures_dir, tmp_path):
 
 def test_python_dash_m_entry_points(fixtures_dir, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    run = subprocess.run(  # noqa: PLW1510 (return code asserted below)
+    run = run_group(  # noqa: PLW1510 (return code asserted below)
         [
             sys.executable,
             "-m",
@@ -401,7 +401,7 @@ def test_python_dash_m_entry_points(fixtures_dir, tmp_path):
         "mathvision_testmini",
     }
     # Without hub access and without --local-path: a clear error, exit 2.
-    run = subprocess.run(  # noqa: PLW1510 (return code asserted below)
+    run = run_group(  # noqa: PLW1510 (return code asserted below)
         [sys.executable, "-m", "data_prep.logicvista", "--out", str(tmp_path / "hub"), "--quiet"],
         cwd=REPO,
         env=env,

@@ -39,7 +39,7 @@ def smoke(tmp_path_factory):
     shm_before, sockets_before = set(_shm()), set(_tmp_sockets())
     proc = subprocess.Popen(
         ["bash", str(SCRIPT)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
+        start_new_session=True,  # kill_tree kills its process group: nothing of the run outlives the test
     )
     try:
         console, _ = proc.communicate(timeout=RUN_TIMEOUT_S)

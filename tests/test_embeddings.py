@@ -11,7 +11,6 @@ process-wide state run in subprocesses.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from recipe_care.hidden_pooling import (
     response_pool_mask,
     sequence_pool_mask,
 )
+from conftest import run_group
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-5
@@ -327,7 +327,7 @@ assert rt.RayPPOTrainer._compute_old_log_prob.__wrapped__ is inner, "install() i
 print("ok")
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VERL_", "CARE_"))}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+    proc = run_group([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
 
@@ -365,5 +365,5 @@ if __name__ == "__main__":
     assert all(e < 1e-5 for _, e in errs), errs
     print("ok", errs)
 """
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = run_group([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_group
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-4
@@ -198,7 +198,7 @@ def probe(model_dir: Path) -> dict:
 def probe_result(tmp_path_factory):
     out = tmp_path_factory.mktemp("emb_probe")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VERL_", "CARE_"))}
-    proc = subprocess.run([sys.executable, __file__, str(out / "model"), str(out / "result.json")], cwd=REPO,
+    proc = run_group([sys.executable, __file__, str(out / "model"), str(out / "result.json")], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, f"probe failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
     return json.loads((out / "result.json").read_text())

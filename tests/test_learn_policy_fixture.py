@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
-from conftest import LEARN_POLICY_FIXTURE as FIXTURE
+from conftest import LEARN_POLICY_FIXTURE as FIXTURE, run_group
 
 from recipe_care.learn_demo import learn_policy
 
@@ -30,7 +29,7 @@ def test_the_fixture_marker_is_the_current_cache_key():
 def test_a_current_policy_is_reused_without_building_anything(tmp_path):
     out = tmp_path / "policy-seed0"
     shutil.copytree(FIXTURE, out)
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "recipe_care.learn_demo.learn_policy", "--out",
+    proc = run_group([sys.executable, "-X", "importtime", "-m", "recipe_care.learn_demo.learn_policy", "--out",
                            str(out), "--seed", "0"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == str(out)
@@ -45,8 +44,8 @@ def test_rebuilding_from_scratch_gives_the_fixture(tmp_path):
 
     out = tmp_path / "policy-seed0"
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # as cpu_learn.sh
-    proc = subprocess.run([sys.executable, "-m", "recipe_care.learn_demo.learn_policy", "--out", str(out),
-                           "--seed", "0"], capture_output=True, text=True, timeout=540, env=env)
+    proc = run_group([sys.executable, "-m", "recipe_care.learn_demo.learn_policy", "--out", str(out), "--seed", "0"],
+                          capture_output=True, text=True, timeout=540, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("tokenizer.json", "config.json", "processor_config.json", "chat_template.jinja",
                  learn_policy.WARM_MARKER):

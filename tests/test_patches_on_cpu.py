@@ -2,12 +2,12 @@
 the pinned verl 0.9.1 (a rename must fail here, not silently at training time), and the patches are installed after a
 plain ``import verl``."""
 
-import subprocess
 import sys
 
 import pytest
 
 from recipe_care.patches import PATCHED_SYMBOLS, resolve
+from conftest import run_group
 
 
 @pytest.mark.parametrize("module,attr,group", PATCHED_SYMBOLS, ids=[f"{m}:{a}" for m, a, _ in PATCHED_SYMBOLS])
@@ -33,5 +33,5 @@ def test_patches_apply_after_plain_import_verl():
         "from recipe_care.patches import is_patched\n"
         "sys.exit(0 if all(is_patched(m) for m in (rt, ti, dm, rc)) else 3)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = run_group([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]

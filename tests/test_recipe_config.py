@@ -3,7 +3,6 @@
 import dataclasses
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from hydra import compose, initialize_config_dir
 import recipe_care
 
 from recipe_care.config import CareConfig, RgrConfig
+from conftest import run_group
 
 VALID = [
     "data.train_files=/nonexistent/train.parquet",
@@ -57,7 +57,7 @@ def test_recipe_keys_override_without_plus():
 
 def test_dry_run_validates_and_prints(tmp_path):
     env = dict(os.environ, CARE_DRY_RUN="1")
-    proc = subprocess.run([sys.executable, "-m", "recipe_care.main", *VALID], capture_output=True, text=True, env=env,
+    proc = run_group([sys.executable, "-m", "recipe_care.main", *VALID], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "adv_estimator: care" in proc.stdout and "nothing was launched" in proc.stdout

@@ -4,11 +4,11 @@ registration is idempotent; the preflight fails loudly with the real error."""
 import importlib
 import importlib.util
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_group
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,14 +26,14 @@ def test_resolves_in_this_process_after_plain_import_verl():
         "import verl; from verl.trainer.ppo.core_algos import get_adv_estimator_fn as g; "
         "import sys; sys.exit(0 if g('care').__module__ == 'recipe_care.verl_adapter' else 3)"
     )
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    assert run_group([sys.executable, "-c", code], capture_output=True).returncode == 0
     assert _care_qualname() == "compute_care_advantage"
 
 
 def test_plugin_can_be_disabled_by_verl_switch():
     env = dict(os.environ, VERL_USE_EXTERNAL_PLUGINS="none")
     code = "import verl, sys; from verl.trainer.ppo import core_algos as c; sys.exit(0 if 'care' not in c.ADV_ESTIMATOR_REGISTRY else 3)"
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode == 0
+    assert run_group([sys.executable, "-c", code], env=env, capture_output=True).returncode == 0
 
 
 def test_registration_is_idempotent_even_under_another_module_object():
@@ -92,7 +92,7 @@ def test_resolves_in_ray_actor_and_task():
 
 
 def test_preflight_cli_passes():
-    proc = subprocess.run([sys.executable, "-m", "recipe_care.preflight"], capture_output=True, text=True)
+    proc = run_group([sys.executable, "-m", "recipe_care.preflight"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "'care' registered" in proc.stdout
 
@@ -108,14 +108,14 @@ def test_preflight_shows_the_error_verl_swallows():
         "from recipe_care.preflight import main\n"
         "sys.exit(main([]))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = run_group([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "import of recipe_care.ngram_profiles halted" in proc.stderr
     assert "importing recipe_care._verl_plugin failed" in proc.stderr
 
 
 def test_preflight_gpu_and_data_checks_fail_clearly(tmp_path):
-    proc = subprocess.run(
+    proc = run_group(
         [sys.executable, "-m", "recipe_care.preflight", "--gpus", "1", "--data", str(tmp_path / "missing.parquet")],
         capture_output=True, text=True,
     )

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import CARE_VENV, run_group
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "run_scripts"
@@ -32,6 +32,7 @@ EVAL_STEMS = ("mathvista_testmini", "mmmu_pro_standard10", "mmmu_pro_vision", "m
 def script_env(tmp: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CARE_", "VERL_"))}
     env.update(
+        CARE_VENV=CARE_VENV,  # the configured venv (conftest): never a new <repo>/.venv and a multi-GB install
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         PYTHON=sys.executable,
         DATA_DIR=str(tmp / "data"),
@@ -51,7 +52,7 @@ def script_env(tmp: Path, **extra: str) -> dict[str, str]:
 
 def run_script(name: str, env: dict[str, str], *args: str, timeout: int = 180):
     t0 = time.monotonic()
-    proc = subprocess.run(["bash", str(SCRIPTS / name), *args], env=env, capture_output=True, text=True,
+    proc = run_group(["bash", str(SCRIPTS / name), *args], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=str(REPO))
     return proc, time.monotonic() - t0
 
@@ -361,7 +362,7 @@ def test_venv_check_reads_the_pins_without_importing_or_reinstalling(tmp_path):
     check = ('. run_scripts/_venv.sh && _care_has "torch==$CARE_TORCH" "torchvision==$CARE_TORCHVISION" "verl==0.9.1"'
              ' && ! _care_has "torch==0.0.1" && ! _care_has "no-such-distribution==1.0" && echo pins-ok')
     t0 = time.monotonic()
-    proc = subprocess.run(["bash", "-c", check], env=script_env(tmp_path), capture_output=True, text=True,
+    proc = run_group(["bash", "-c", check], env=script_env(tmp_path), capture_output=True, text=True,
                           timeout=120, cwd=str(REPO))
     assert proc.stdout.strip() == "pins-ok", proc.stdout + proc.stderr
     assert "installing" not in proc.stderr, proc.stderr

@@ -5,8 +5,8 @@ variable naming it) works for us and fails for them. CI also runs the suite in s
 """
 
 import re
-import subprocess
 from pathlib import Path
+from conftest import run_group
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,7 +18,7 @@ FORBIDDEN = re.compile(
 
 def _repository_files() -> list[Path]:
     """Tracked files plus new files git does not ignore (what a commit would carry)."""
-    out = subprocess.run(
+    out = run_group(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO,
         check=True,

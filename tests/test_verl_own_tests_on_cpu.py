@@ -4,12 +4,12 @@ They run from the installed verl wheel, in a subprocess: their ``setUp`` rebinds
 must not leak into this process.
 """
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import verl
+from conftest import run_group
 
 SITE = Path(verl.__file__).resolve().parents[1]
 
@@ -20,12 +20,12 @@ def test_verl_suite_passes_with_plugin(relpath, tmp_path):
     target = SITE / relpath
     assert target.is_file(), f"{target} is missing from the verl wheel"
     # the plugin must be active in that process: check it first, then run verl's tests
-    check = subprocess.run(
+    check = run_group(
         [sys.executable, "-c", "import verl; from verl.trainer.ppo.core_algos import get_adv_estimator_fn as g; g('care')"],
         capture_output=True, text=True,
     )
     assert check.returncode == 0, check.stderr
-    proc = subprocess.run(
+    proc = run_group(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "-c", "/dev/null", str(target)],
         capture_output=True, text=True, cwd=tmp_path,
     )

