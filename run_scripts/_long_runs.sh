@@ -45,13 +45,17 @@ _care_stop_reason() {  # _care_stop_reason RC SIGNAL_RECEIVED NEW_OUTPUT_FILE
 }
 
 care_run_logged() {  # care_run_logged LOG CMD...
-  local log="$1" pid rc got="" start last
+  local log="$1" pid rc got="" start last out tee_pid
   shift
   touch "$log"
   start=$(( $(wc -l < "$log") + 1 ))
-  # tee ignores the stop signals, so it writes CMD's last words (the stop line) even when the whole group is signalled
-  "$@" > >(trap '' INT TERM HUP; exec tee -a "$log") 2>&1 &
+  # tee ignores the stop signals, so it writes CMD's last words (the stop line) even when the whole group is signalled;
+  # it is opened first so that its pid is known: the stop line below is written only after tee has written everything
+  exec {out}> >(trap '' INT TERM HUP; exec tee -a "$log")
+  tee_pid=$!
+  "$@" >&"$out" 2>&1 &
   pid=$!
+  exec {out}>&-
   trap 'got=TERM; kill -TERM "$pid" 2>/dev/null || true' TERM
   trap 'got=INT; kill -TERM "$pid" 2>/dev/null || true' INT
   trap 'got=HUP; kill -TERM "$pid" 2>/dev/null || true' HUP
@@ -61,7 +65,7 @@ care_run_logged() {  # care_run_logged LOG CMD...
     kill -0 "$pid" 2>/dev/null || break  # a trapped signal ended the wait, not CMD
   done
   trap - TERM INT HUP
-  wait 2>/dev/null || true  # tee
+  while kill -0 "$tee_pid" 2>/dev/null; do sleep 0.1; done  # tee has written CMD's last line
   if [ "$rc" -ne 0 ] || [ -n "$got" ]; then
     last="$(tail -n +"$start" "$log" | grep -av '^[[:space:]]*$' | tail -n 1)"
     case "$last" in

@@ -178,12 +178,14 @@ def test_patch_8_needs_the_cpu_backend_switch():
 
 
 def test_patch_8_loads_through_vllms_plugin_entry_point():
-    """vLLM calls every ``vllm.general_plugins`` entry point in each of its processes; nothing else imports it."""
+    """vLLM calls every ``vllm.general_plugins`` entry point in each of its processes; nothing else imports it: a verl
+    process with the CPU backend on (driver, TaskRunner, FSDP worker) imports neither the patch nor vLLM."""
     eps = [ep for ep in entry_points(group="vllm.general_plugins") if ep.name == "care_cpu"]
     assert [ep.value for ep in eps] == ["recipe_care.patches.vllm_cpu:install"]
-    plugin = (REPO / "recipe_care" / "_verl_plugin.py").read_text() + (REPO / "recipe_care" / "cpu" /
-                                                                       "__init__.py").read_text()
-    assert "vllm_cpu" not in plugin, "vLLM patches must not load in processes that do not import vLLM"
+    out = _python("import sys, verl, recipe_care.cpu; "
+                  "print('RESULT', 'recipe_care.cpu' in sys.modules, 'recipe_care.patches.vllm_cpu' in sys.modules, "
+                  "'vllm' in sys.modules)", env={"CARE_CPU_BACKEND": "1"})
+    assert out.split("RESULT ", 1)[1].split() == ["True", "False", "False"]
 
 
 def test_leftovers_removes_only_unused_segments_of_the_run():
