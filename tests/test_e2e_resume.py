@@ -49,14 +49,20 @@ def _args(out_dir: Path) -> list[str]:
     ]
 
 
-def _start(out_dir: Path) -> subprocess.Popen:
+def _start(out_dir: Path, name: str) -> subprocess.Popen:
+    """Start the script with its output in ``out_dir/name`` (a file, not a pipe: nothing reads a pipe while the test
+    polls, and a full pipe would stop the run)."""
     env = dict(os.environ)
     # the tiny Qwen3-VL: the resumed run is also the trainer run of qwen3vl_8b_care.sh's model family (16-pixel
     # patches, its template, its position ids), on equal-length rows
     env.update(CARE_SMOKE_DIR=str(out_dir), ESTIMATOR="care", SMOKE_RGR="0", SMOKE_REWARD="hash", SMOKE_TEXT_ONLY="0",
                SMOKE_ENTRY="recipe", SMOKE_MODEL="qwen3vl")
-    return subprocess.Popen(["bash", str(SCRIPT), *_args(out_dir)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen(["bash", str(SCRIPT), *_args(out_dir)], cwd=REPO, env=env, stdout=open(out_dir / name, "w"),
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _output(out_dir: Path, name: str) -> str:
+    return (out_dir / name).read_text(errors="replace")
 
 
 def _tree(proc: subprocess.Popen) -> list[psutil.Process]:
@@ -99,7 +105,7 @@ def resumed(tmp_path_factory):
 
     # 1. the run, killed at a random point within about a step after the checkpoint of step 1
     start = time.monotonic()
-    first = _start(out_dir)
+    first = _start(out_dir, "first.out")
     seen: list[psutil.Process] = []
     t_val = t_ckpt1 = None
     try:
@@ -111,14 +117,15 @@ def resumed(tmp_path_factory):
                 t_ckpt1 = time.monotonic()
                 break
             time.sleep(0.5)
-        assert t_ckpt1 is not None, f"no checkpoint of step 1 (rc={first.poll()}):\n{first.stdout.read()[-6000:]}"
+        assert t_ckpt1 is not None, f"no checkpoint of step 1 (rc={first.poll()}):\n{_output(out_dir, 'first.out')[-6000:]}"
         delay = rng.uniform(0, 0.9 * (t_ckpt1 - (t_val or start)))
         time.sleep(delay)
         seen += [p for p in _tree(first) if p not in seen]
         killed_after = _tracker(run_dir)
     finally:
         kill_tree(first.pid)  # SIGKILL to the script's group and every descendant (Ray workers have groups of their own)
-    first_console = first.communicate()[0]
+    first.wait()
+    first_console = _output(out_dir, "first.out")
     first_wall = time.monotonic() - start
     # a SIGKILLed script runs no exit trap: remove what its vLLM left, as a user (or the next run's trap) would
     from recipe_care.leftovers import remove_stale_segments
@@ -130,7 +137,7 @@ def resumed(tmp_path_factory):
 
     # 2. the same command again: it resumes
     start = time.monotonic()
-    second = _start(out_dir)
+    second = _start(out_dir, "second.out")
     seen = []
     try:
         while second.poll() is None and time.monotonic() - start < RUN_TIMEOUT_S:
@@ -138,11 +145,12 @@ def resumed(tmp_path_factory):
             time.sleep(1)
         if second.poll() is None:
             kill_tree(second.pid)
-            pytest.fail(f"the resumed run did not finish in {RUN_TIMEOUT_S} s:\n{second.communicate()[0][-6000:]}")
+            pytest.fail(f"the resumed run did not finish in {RUN_TIMEOUT_S} s:\n{_output(out_dir, 'second.out')[-6000:]}")
     finally:
         if second.poll() is None:
             kill_tree(second.pid)
-    console = second.communicate()[0]
+    second.wait()
+    console = _output(out_dir, "second.out")
     survivors = _alive(seen) + [f"{p.pid} {p.name()}" for p in group_members(second.pid)]
     kill_tree(second.pid)
     new_shm = sorted({p.name for p in Path("/dev/shm").glob("psm_*")} - shm_before)
