@@ -8,7 +8,8 @@ ends, however it ends (``trap ... EXIT``), and the tests call it after killing a
 
 A segment is removed only when all of these hold:
 
-* its name starts with ``psm_`` (Python's ``SharedMemory`` names; nothing else is touched);
+* its name starts with ``psm_`` (Python's ``SharedMemory`` names) or ``verl_weights_`` (verl's weight-transfer
+  buffer on hosts without CUDA IPC); nothing else is touched;
 * it was last modified at or after ``since`` (the run's start, in seconds since the epoch);
 * no live process has it mapped or open (``/proc/<pid>/maps`` and ``/proc/<pid>/fd``): a segment of another
   running program, or of a concurrent run, is always mapped by it.
@@ -24,7 +25,9 @@ import sys
 from pathlib import Path
 
 SHM = Path("/dev/shm")
-PREFIX = "psm_"
+# Python's SharedMemory names (vLLM's ring buffers), and verl's weight-transfer buffer when there is no CUDA IPC
+# (verl/workers/rollout/vllm_rollout/bucketed_weight_transfer.py:190; a run whose weight sync fails leaves it, 2 GB)
+PREFIXES = ("psm_", "verl_weights_")
 
 
 def _in_use(shm_dir: Path) -> set[str]:
@@ -50,11 +53,11 @@ def _in_use(shm_dir: Path) -> set[str]:
 
 
 def stale_segments(since: float, shm_dir: Path = SHM) -> list[Path]:
-    """``psm_*`` segments under ``shm_dir`` modified at or after ``since`` that no live process uses."""
+    """:data:`PREFIXES` segments under ``shm_dir`` modified at or after ``since`` that no live process uses."""
     if not shm_dir.is_dir():
         return []
     candidates = []
-    for path in shm_dir.glob(PREFIX + "*"):
+    for path in (p for prefix in PREFIXES for p in shm_dir.glob(prefix + "*")):
         try:
             if path.stat().st_mtime >= since:
                 candidates.append(path)

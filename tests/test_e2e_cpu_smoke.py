@@ -67,7 +67,7 @@ def smoke(tmp_path_factory):
 
 
 def _shm() -> list[str]:
-    return [p.name for p in Path("/dev/shm").glob("psm_*")]
+    return [p.name for prefix in ("psm_", "verl_weights_") for p in Path("/dev/shm").glob(prefix + "*")]
 
 
 def _tmp_sockets() -> list[str]:

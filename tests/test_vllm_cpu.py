@@ -214,3 +214,18 @@ def test_leftovers_removes_only_unused_segments_of_the_run():
             except FileNotFoundError:
                 pass
             resource_tracker.unregister(f"/{name}", "shared_memory")
+
+
+def test_leftovers_also_removes_verls_weight_transfer_buffer():
+    """verl's bucketed weight transfer uses /dev/shm/verl_weights_<uuid> without CUDA IPC; a failed sync leaves it."""
+    import uuid
+
+    from recipe_care.leftovers import remove_stale_segments
+
+    since = time.time() - 1
+    path = Path(f"/dev/shm/verl_weights_{uuid.uuid4().hex}")
+    path.write_bytes(b"\0" * 4096)
+    try:
+        assert path in remove_stale_segments(since) and not path.exists()
+    finally:
+        path.unlink(missing_ok=True)
