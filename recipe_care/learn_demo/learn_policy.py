@@ -88,7 +88,6 @@ def build_base(out_dir, *, seed: int = 0, hidden_size: int = 64, layers: int = 2
         )
 
         tok = tm._train_tokenizer(_corpus(), vocab_size=1000)
-        ids = {t: tok.convert_tokens_to_ids(t) for t in tm.SPECIAL_TOKENS}
         text = tm._text_kwargs(tok)
         # head_dim 32 (vLLM's CPU attention supports head sizes 32, 64, 80, ...); mrope_section sums to head_dim / 2
         heads = 2
@@ -102,22 +101,8 @@ def build_base(out_dir, *, seed: int = 0, hidden_size: int = 64, layers: int = 2
         }
         config = Qwen2_5_VLConfig(
             text_config=text,
-            vision_config={
-                "depth": 1,
-                "hidden_size": 32,
-                "intermediate_size": 64,
-                "num_heads": 2,
-                "out_hidden_size": hidden_size,
-                "patch_size": 14,
-                "spatial_merge_size": 2,
-                "temporal_patch_size": 2,
-                "window_size": 56,
-                "fullatt_block_indexes": [0],
-            },
-            image_token_id=ids["<|image_pad|>"],
-            video_token_id=ids["<|video_pad|>"],
-            vision_start_token_id=ids["<|vision_start|>"],
-            vision_end_token_id=ids["<|vision_end|>"],
+            vision_config=tm._vision_config(hidden_size, **tm.QWEN25VL_VISION),
+            **tm._vision_token_ids(tok),
             tie_word_embeddings=False,
         )
         torch.manual_seed(seed)

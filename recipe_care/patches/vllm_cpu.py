@@ -37,14 +37,14 @@ def enabled() -> bool:
     return current_platform.is_cpu()
 
 
-def keep_linear_weights() -> None:
-    """Patch 8: linear layers keep ``layer.weight`` when vLLM prepacks it for the CPU."""
+def keep_linear_weights() -> bool:
+    """Patch 8: linear layers keep ``layer.weight`` when vLLM prepacks it for the CPU; False if already applied."""
     from vllm.model_executor.layers import linear
 
     method = linear.UnquantizedLinearMethod
     original = method.process_weights_after_loading
     if is_marked(original):
-        return
+        return False
 
     @functools.wraps(original)
     def process_weights_after_loading(self, layer):
@@ -53,6 +53,7 @@ def keep_linear_weights() -> None:
         dispatch_cpu_unquantized_gemm(layer, remove_weight=False)
 
     method.process_weights_after_loading = mark(process_weights_after_loading)
+    return True
 
 
 def install() -> None:
@@ -63,11 +64,7 @@ def install() -> None:
     """
     if not enabled():
         return
-    from vllm.model_executor.layers import linear
-
-    first = not is_marked(linear.UnquantizedLinearMethod.process_weights_after_loading)
-    keep_linear_weights()
-    if first:
+    if keep_linear_weights():
         import vllm
 
         print(f"[care] vLLM {vllm.__version__} on CPU, pid {os.getpid()}, nice {os.nice(0)}: linear weights kept "

@@ -187,6 +187,24 @@ def _text_kwargs(tok) -> dict:
     }
 
 
+def _vision_config(out_hidden_size: int, **model_specific) -> dict:
+    """The tiny vision tower of every VL builder here (depth 1, hidden 32, 2 heads, 2 x 2 merge) and the model's own
+    keys (patch size, window or DeepStack settings)."""
+    return {"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": out_hidden_size,
+            "spatial_merge_size": 2, "temporal_patch_size": 2, **model_specific}
+
+
+# Qwen2.5-VL's own vision keys: 14-pixel patches, windowed attention (the one block attends fully)
+QWEN25VL_VISION = {"patch_size": 14, "window_size": 56, "fullatt_block_indexes": [0]}
+
+
+def _vision_token_ids(tok) -> dict:
+    """The config's vision token ids, from the tokenizer's Qwen special tokens."""
+    ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    return {"image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
+            "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"]}
+
+
 def _finish(model, tok, folder: Path) -> None:
     from transformers import GenerationConfig
 
@@ -211,28 +229,13 @@ def build_tiny_qwen25vl(out_dir) -> Path:
         )
 
         tok = _train_tokenizer()
-        ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
         text = _text_kwargs(tok)
         # mrope_section must sum to head_dim / 2 = (64 / 2) / 2 = 16.
         text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [4, 6, 6]}
         config = Qwen2_5_VLConfig(
             text_config=text,
-            vision_config={
-                "depth": 1,
-                "hidden_size": 32,
-                "intermediate_size": 64,
-                "num_heads": 2,
-                "out_hidden_size": text["hidden_size"],
-                "patch_size": 14,
-                "spatial_merge_size": 2,
-                "temporal_patch_size": 2,
-                "window_size": 56,
-                "fullatt_block_indexes": [0],
-            },
-            image_token_id=ids["<|image_pad|>"],
-            video_token_id=ids["<|video_pad|>"],
-            vision_start_token_id=ids["<|vision_start|>"],
-            vision_end_token_id=ids["<|vision_end|>"],
+            vision_config=_vision_config(text["hidden_size"], **QWEN25VL_VISION),
+            **_vision_token_ids(tok),
             tie_word_embeddings=False,
         )
         torch.manual_seed(0)
@@ -279,7 +282,6 @@ def build_tiny_qwen3vl(out_dir) -> Path:
         )
 
         tok = _train_tokenizer()
-        ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
         text = _text_kwargs(tok)
         text["head_dim"] = text["hidden_size"] // text["num_attention_heads"]  # 32
         # Qwen3-VL's [24, 20, 20] for head_dim 128, scaled to head_dim 32 (sums to head_dim / 2 = 16)
@@ -291,22 +293,10 @@ def build_tiny_qwen3vl(out_dir) -> Path:
         }
         config = Qwen3VLConfig(
             text_config=text,
-            vision_config={
-                "depth": 1,
-                "hidden_size": 32,
-                "intermediate_size": 64,
-                "num_heads": 2,
-                "out_hidden_size": text["hidden_size"],
-                "patch_size": 16,
-                "spatial_merge_size": 2,
-                "temporal_patch_size": 2,
-                "num_position_embeddings": 64,  # an 8 x 8 grid, interpolated to each image's
-                "deepstack_visual_indexes": [0],
-            },
-            image_token_id=ids["<|image_pad|>"],
-            video_token_id=ids["<|video_pad|>"],
-            vision_start_token_id=ids["<|vision_start|>"],
-            vision_end_token_id=ids["<|vision_end|>"],
+            # 16-pixel patches; learned position embeddings on an 8 x 8 grid, interpolated to each image's
+            vision_config=_vision_config(text["hidden_size"], patch_size=16, num_position_embeddings=64,
+                                         deepstack_visual_indexes=[0]),
+            **_vision_token_ids(tok),
             tie_word_embeddings=False,
         )
         torch.manual_seed(0)
