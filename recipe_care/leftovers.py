@@ -30,7 +30,7 @@ SHM = Path("/dev/shm")
 PREFIXES = ("psm_", "verl_weights_")
 
 
-def _in_use(shm_dir: Path) -> set[str]:
+def segments_in_use(shm_dir: Path = SHM) -> set[str]:
     """Names under ``shm_dir`` that a live process maps or holds open."""
     used: set[str] = set()
     prefix = str(shm_dir).rstrip("/") + "/"
@@ -65,7 +65,7 @@ def stale_segments(since: float, shm_dir: Path = SHM) -> list[Path]:
             continue
     if not candidates:
         return []
-    used = _in_use(shm_dir)
+    used = segments_in_use(shm_dir)
     return sorted(p for p in candidates if p.name not in used)
 
 

@@ -17,13 +17,26 @@ export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}" TORCHDYNAMO_DISABLE
 # the vLLM engines that Ray killed (recipe_care/leftovers.py), and vLLM's ZeroMQ sockets, which
 # VLLM_RPC_BASE_PATH puts into the run folder (care_ipc_dir RUN_DIR) instead of /tmp.
 CARE_RUN_STARTED="$(date +%s)"
+CARE_IPC_TMP=""
 care_ipc_dir() {
-  mkdir -p "$1/ipc"
-  export VLLM_RPC_BASE_PATH="$1/ipc"
+  # vLLM names a socket "$VLLM_RPC_BASE_PATH/<uuid4>" (vllm/utils/network_utils.py, get_open_zmq_ipc_path) and a
+  # Unix socket path holds at most 107 bytes: a base of over 70 fails the engine start ("ipc path ... is longer than
+  # 107 characters"). A run folder that deep gets a short folder from mktemp instead, removed when the script ends.
+  local dir="$1/ipc"
+  if [ "$(printf %s "$dir" | wc -c)" -gt 70 ]; then
+    [ -n "$CARE_IPC_TMP" ] || CARE_IPC_TMP="$(mktemp -d /tmp/care-ipc.XXXXXX)"  # one per script, for all its runs
+    dir="$CARE_IPC_TMP"
+  else
+    mkdir -p "$dir"
+  fi
+  export VLLM_RPC_BASE_PATH="$dir"
 }
 care_on_exit() {
   python -m recipe_care.leftovers --since "$CARE_RUN_STARTED" || true
   if [ -n "${VLLM_RPC_BASE_PATH:-}" ] && [ -d "$VLLM_RPC_BASE_PATH" ]; then
     find "$VLLM_RPC_BASE_PATH" -maxdepth 1 -type s -delete 2>/dev/null || true
+  fi
+  if [ -n "$CARE_IPC_TMP" ]; then
+    rmdir "$CARE_IPC_TMP" 2>/dev/null || true
   fi
 }

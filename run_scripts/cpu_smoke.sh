@@ -51,6 +51,7 @@ run_dir="$CARE_SMOKE_DIR/${ESTIMATOR}-${variant}-${SMOKE_REWARD}"
 data_dir="$CARE_SMOKE_DIR/data-${SMOKE_BENCHMARK}-$([ -n "$text_flag" ] && echo text || echo vl)"
 mkdir -p "$run_dir"
 care_ipc_dir "$run_dir"
+echo "[cpu_smoke] vLLM sockets: $VLLM_RPC_BASE_PATH"
 trap care_on_exit EXIT
 
 case "$SMOKE_ENTRY" in

@@ -53,7 +53,10 @@ def smoke(tmp_path_factory):
     wall = time.monotonic() - start
     time.sleep(2)  # processes Ray signalled at shutdown
     survivors = _processes_with_env("CARE_SMOKE_DIR", str(out_dir))
-    new_shm = sorted(set(_shm()) - shm_before)
+    # new segments that no live process uses: the other pytest worker's run (the learning run) holds its own
+    from recipe_care.leftovers import segments_in_use
+
+    new_shm = sorted(set(_shm()) - shm_before - segments_in_use())
     new_tmp_sockets = sorted(set(_tmp_sockets()) - sockets_before)
     metrics_file = out_dir / "care-vl-hash" / "metrics.jsonl"
     metrics: dict[int, dict] = {}
@@ -152,8 +155,11 @@ def test_the_run_leaves_nothing_behind(smoke):
     assert smoke["survivors"] == [], smoke["survivors"]
     assert smoke["new_shm"] == [], smoke["new_shm"]
     assert smoke["new_tmp_sockets"] == [], smoke["new_tmp_sockets"]
-    ipc = smoke["dir"] / "care-vl-hash" / "ipc"
-    assert ipc.is_dir() and not any(p.is_socket() for p in ipc.iterdir())
+    ipc = smoke["dir"] / "care-vl-hash" / "ipc"  # or, for a run folder too deep for a socket path, /tmp/care-ipc.*
+    used = re.findall(r"^\[cpu_smoke\] vLLM sockets: (\S+)$", smoke["console"], flags=re.M)
+    assert used, "the script names the folder of vLLM's sockets"
+    assert ipc.is_dir() if used[-1] == str(ipc) else not Path(used[-1]).exists(), (used, ipc)
+    assert not ipc.is_dir() or not any(p.is_socket() for p in ipc.iterdir())
 
 
 def test_care_estimator_ran_inside_the_task_runner(smoke):
