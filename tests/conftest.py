@@ -20,10 +20,10 @@ FIXTURES = REPO / "tests" / "fixtures" / "benchmarks"
 LEARN_POLICY_FIXTURE = REPO / "tests" / "fixtures" / "learn_policy" / "seed0"
 
 
-# The three training runs of the suite (minutes each) start first: run_scripts/test.sh runs the suite in 2 workers with
+# The two training runs of the suite (minutes each) start first: run_scripts/test.sh runs the suite in 2 workers with
 # `--dist loadfile --no-loadscope-reorder`, which hands out test modules in collection order (by default xdist would
 # hand out the modules with the most tests first); the other worker meanwhile runs the rest.
-SLOW_MODULES = ("test_cpu_learn", "test_e2e_cpu_smoke", "test_e2e_resume")
+SLOW_MODULES = ("test_cpu_learn", "test_e2e_cpu_smoke")
 
 
 def pytest_collection_modifyitems(config, items):

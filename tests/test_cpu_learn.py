@@ -11,6 +11,7 @@ docs/cpu_learn.md).
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -96,3 +97,19 @@ def test_validation_accuracy_rises_clearly_with_care_and_rgr(learn):
     assert float(last["care/hidden_embeddings"]) == 1.0  # hard negatives from policy hidden states
     assert float(last["rgr/triggered"]) > 0  # RGR repaired failures during training
     assert last["signal/fail_adv_share"] != ""
+
+
+def test_vllm_generates_with_the_synced_weights_at_every_step(learn):
+    """The default model family (Qwen2.5-VL) through verl's vLLM rollout: at every step the actor's recomputed
+    log-probs of the ordinary rows agree with vLLM's (fp32 on both sides; after 30 steps at lr 1e-3 the largest
+    difference seen was 7.7e-4 and the probability correlation 0.9999998), so each step's weight sync reached vLLM.
+    Repaired rows are sampled at RGR's T=0.6, top-p 0.95 and are kept out of this metric."""
+    assert learn["rc"] == 0, learn["console"][-6000:]
+    records = [json.loads(line) for line in (learn["dir"] / "care-seed0" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["data"] for r in records if r["step"] > 0]
+    assert len(steps) == STEPS
+    for step in steps:
+        assert step["training/rollout_probs_diff_valid"] == 1
+        assert step["training/rollout_actor_probs_pearson_corr"] > 0.999, step["training/rollout_actor_probs_pearson_corr"]
+        assert step["training/rollout_probs_diff_max"] < 5e-3, step["training/rollout_probs_diff_max"]
+        assert step["timing_s/update_weights"] > 0

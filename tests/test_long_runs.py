@@ -4,7 +4,7 @@ batches, and the no-padding conversion keeps Qwen-VL's 3-D position ids ragged a
 
 Each patch's test also runs verl's original (``__wrapped__``) and asserts that the bug it works around is still there:
 when a verl upgrade fixes it, that assertion fails and the patch can go. The kill-and-resume run of the real trainer
-is tests/test_e2e_resume.py."""
+is tests/test_e2e_cpu_smoke.py."""
 
 from __future__ import annotations
 
