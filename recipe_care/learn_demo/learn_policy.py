@@ -35,7 +35,7 @@ WARM_MARKER = ".care_warm_start.json"
 #: The format warm start's defaults (``warm_start``, ``warm_settings`` and the command line all read these).
 WARM_STEPS = 200  # AdamW steps
 WARM_BATCH = 16  # prompts per step
-WARM_LR = 3e-3  # above RL's 1e-3: only the format is taught, on answers that carry no image information
+WARM_LR = 3e-3  # far above RL's 3e-4: only the format is taught, on answers that carry no image information
 WARM_POOL = 256  # "warm" items (own images, never an RL train/validation item), encoded once
 
 #: Reasoning text(s) of the warm start, uninformative about the image. One fixed text: with two, drawn at random,
