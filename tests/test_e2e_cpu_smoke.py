@@ -53,10 +53,12 @@ def _args(out_dir: Path) -> list[str]:
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
         "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=4",
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4",
-        # RGR: the fixed part of a repair context (tags and cue, 48 tokens) + 8 tokens of kept rationale + 16 new tokens
+        # every response runs to its maximum (a random model ends about one response in ten early), and a repair is the
+        # fixed part of its context (tags and cue: 48 tokens; the budget leaves no room for the failed rationale, so
+        # it is always cut) plus 24 new tokens: every row of every step has one length, the batch the no-padding fix
+        # is for
         "data.max_response_length=72",
-        # every response, repairs too, runs to its maximum (a random model ends ~1 response in 10 early), so every
-        # step's rows have one length: the batch the no-padding fix is for
+        "algorithm.rgr.max_tokens=24",
         "actor_rollout_ref.rollout.ignore_eos=True",
         f"trainer.rollout_data_dir={out_dir / 'rollouts'}",
     ]
