@@ -17,18 +17,18 @@ export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}" TORCHDYNAMO_DISABLE
 # the vLLM engines that Ray killed (recipe_care/leftovers.py), and vLLM's ZeroMQ sockets, which
 # VLLM_RPC_BASE_PATH puts into the run folder (care_ipc_dir RUN_DIR) instead of /tmp.
 CARE_RUN_STARTED="$(date +%s)"
-CARE_IPC_TMP=""
+CARE_IPC_TMPS=""
 care_ipc_dir() {
   # vLLM names a socket "$VLLM_RPC_BASE_PATH/<uuid4>" (vllm/utils/network_utils.py, get_open_zmq_ipc_path) and a
   # Unix socket path holds at most 107 bytes: a base of over 70 fails the engine start ("ipc path ... is longer than
-  # 107 characters"). A run folder that deep gets a short folder from mktemp instead, removed when the script ends.
+  # 107 characters"). A run folder that deep gets /tmp/care-ipc-<hash of the run folder> instead: the same folder for
+  # a resumed run, whose exit trap also removes what a killed run left there; removed when the script ends.
   local dir="$1/ipc"
   if [ "$(printf %s "$dir" | wc -c)" -gt 70 ]; then
-    [ -n "$CARE_IPC_TMP" ] || CARE_IPC_TMP="$(mktemp -d /tmp/care-ipc.XXXXXX)"  # one per script, for all its runs
-    dir="$CARE_IPC_TMP"
-  else
-    mkdir -p "$dir"
+    dir="/tmp/care-ipc-$(printf %s "$(cd "$1" 2>/dev/null && pwd || echo "$1")" | sha1sum | cut -c1-12)"
+    CARE_IPC_TMPS="$CARE_IPC_TMPS $dir"
   fi
+  mkdir -p "$dir"
   export VLLM_RPC_BASE_PATH="$dir"
 }
 care_on_exit() {
@@ -36,7 +36,9 @@ care_on_exit() {
   if [ -n "${VLLM_RPC_BASE_PATH:-}" ] && [ -d "$VLLM_RPC_BASE_PATH" ]; then
     find "$VLLM_RPC_BASE_PATH" -maxdepth 1 -type s -delete 2>/dev/null || true
   fi
-  if [ -n "$CARE_IPC_TMP" ]; then
-    rmdir "$CARE_IPC_TMP" 2>/dev/null || true
-  fi
+  local dir
+  for dir in $CARE_IPC_TMPS; do
+    find "$dir" -maxdepth 1 -type s -delete 2>/dev/null || true
+    rmdir "$dir" 2>/dev/null || true
+  done
 }

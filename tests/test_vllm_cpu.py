@@ -234,7 +234,8 @@ def test_leftovers_also_removes_verls_weight_transfer_buffer():
 def test_vllm_sockets_of_a_deep_run_folder_go_where_a_unix_socket_path_fits(tmp_path):
     """vLLM binds ZeroMQ sockets at ``$VLLM_RPC_BASE_PATH/<uuid4>``; a Unix socket path holds at most 107 bytes. The
     run folder's ``ipc`` works for a short folder; a deep one (pytest's temporary folders in CI) fails vLLM's engine
-    start, so ``care_ipc_dir`` uses a short temporary folder, which ``care_on_exit`` removes."""
+    start, so ``care_ipc_dir`` uses ``/tmp/care-ipc-<hash of the run folder>``: the same folder when the run is
+    resumed, whose ``care_on_exit`` removes the sockets a killed run left there, and the folder."""
     import uuid
 
     import zmq
@@ -242,31 +243,42 @@ def test_vllm_sockets_of_a_deep_run_folder_go_where_a_unix_socket_path_fits(tmp_
     deep = tmp_path / ("d" * 40) / "care-qwen3vl-hash"
     short = Path("/tmp") / f"care-t{os.getpid()}"
     script = (f". {REPO}/run_scripts/_cpu_env.sh; care_ipc_dir {{run}}; echo \"BASE $VLLM_RPC_BASE_PATH\"; "
-              "read line; care_on_exit; [ -e \"$VLLM_RPC_BASE_PATH\" ] && echo STILL || echo GONE")
+              "read line; [ \"$line\" = killed ] && exit 9; care_on_exit; "
+              "[ -e \"$VLLM_RPC_BASE_PATH\" ] && echo STILL || echo GONE")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     ctx = zmq.Context.instance()
+
+    def run(run_dir: Path, line: str) -> tuple[Path, str]:
+        """The script's environment for ``run_dir``: a socket is bound where vLLM would; then the script is killed
+        (``line == "killed"``: no exit trap) or ends (its exit trap runs)."""
+        proc = subprocess.Popen(["bash", "-c", script.format(run=run_dir)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True, env=env, cwd=REPO, start_new_session=True)
+        try:
+            base = Path(proc.stdout.readline().split("BASE ", 1)[1].strip())
+            sock = ctx.socket(zmq.PULL)
+            sock.bind(f"ipc://{base}/{uuid.uuid4()}")  # vLLM's name: fits
+            sock.setsockopt(zmq.LINGER, 0)
+            out, _ = proc.communicate(line + "\n", timeout=60)  # the run ends with its socket still there
+            sock.close()
+        finally:
+            kill_tree(proc.pid)
+        return base, out.strip()
+
+    deep.joinpath("ipc").mkdir(parents=True)
+    killed_base = None
     try:
         with pytest.raises(zmq.ZMQError, match="longer than 107"):  # what vLLM's engine start hit
-            deep.joinpath("ipc").mkdir(parents=True)
             ctx.socket(zmq.PULL).bind(f"ipc://{deep / 'ipc'}/{uuid.uuid4()}")
-        for run, expect_in_run in ((deep, False), (short, True)):
-            proc = subprocess.Popen(["bash", "-c", script.format(run=run)], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, text=True, env=env, cwd=REPO, start_new_session=True)
-            try:
-                base = Path(proc.stdout.readline().split("BASE ", 1)[1].strip())
-                assert (base == run / "ipc") is expect_in_run, base
-                sock = ctx.socket(zmq.PULL)
-                sock.bind(f"ipc://{base}/{uuid.uuid4()}")  # vLLM's name: fits
-                assert [p.is_socket() for p in base.iterdir()] == [True]
-                out, _ = proc.communicate("\n", timeout=60)  # the run ends with its socket still there (killed)
-                sock.close(linger=0)
-            finally:
-                kill_tree(proc.pid)
-            # the temporary folder is removed with its sockets; the run folder's ipc stays, emptied of sockets
-            assert out.strip() == ("STILL" if expect_in_run else "GONE"), out
-            if expect_in_run:
-                assert list(base.iterdir()) == []
+        killed_base, out = run(deep, "killed")
+        assert out == "" and killed_base.parent == Path("/tmp") and killed_base.name.startswith("care-ipc-")
+        assert [p.is_socket() for p in killed_base.iterdir()] == [True]  # what the killed run left
+        resumed_base, out = run(deep, "done")
+        assert resumed_base == killed_base and out == "GONE"  # the resumed run's trap removed both runs' sockets
+        base, out = run(short, "done")
+        assert base == short / "ipc" and out == "STILL" and list(base.iterdir()) == []
     finally:
         import shutil
 
         shutil.rmtree(short, ignore_errors=True)
+        if killed_base is not None:
+            shutil.rmtree(killed_base, ignore_errors=True)
