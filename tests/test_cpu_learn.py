@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "run_scripts" / "cpu_learn.sh"
 STEPS = 30
 VAL_EVERY = 10
-RISE = 0.20  # held-out accuracy at its best validation after step 0 >= step 0 + RISE
+RISE = 0.10  # held-out accuracy at its best validation after step 0 >= step 0 + RISE
 FORMAT_FLOOR = 0.5  # most answers keep the format at every validation (a broken recipe loses it: 0.00)
 #: Faster than the demo's lr 3e-4 (docs/benchmarks.md#learning-rate); without warmup, lr 1e-3 broke the format
 #: for steps 2-14 in one run (Adam's first steps move every weight by about the learning rate)
@@ -89,15 +89,20 @@ def test_starts_at_chance_with_the_format_learned(learn):
     assert fmt[0] >= 0.9, f"the warm start must teach the format, got {fmt[0]}"
 
 
-def test_validation_accuracy_rises_clearly_with_care_and_rgr(learn):
+def test_validation_accuracy_and_training_reward_rise_with_care_and_rgr(learn):
     rows = learn["rows"]
     acc, fmt = _val(rows), _val(rows, "val_format")
-    # +0.20 at the best validation after step 0, i.e. 0.45 from chance. At these settings an honest run reached 0.80
-    # (and 0.72-0.78 at lr 1e-3 without or with 5 warmup steps), while runs with the advantage sign flipped or the
-    # token advantages shifted by one position never rose above chance and lost the format (0.00) by step 20. The best
-    # validation, not the last: at a learning rate this high the curve is not monotone (one run without the 10 warmup
-    # steps went 0.34 / 0.78 / 0.25), and the test's job is to tell a learning recipe from a broken one.
+    train = [float(r["train_reward"]) for r in rows[1:]]  # mean training score of steps 1-10, 11-20, 21-30
+    # Three signs of learning, each of which the sabotaged runs (advantage sign flipped, token advantages shifted by
+    # one position) fail on their own (docs/benchmarks.md#learning-rate):
+    # - held-out accuracy at the best validation after step 0 >= step 0 + 0.10. Honest runs at these settings reached
+    #   +0.17 (inside .ci/run) to +0.55; sabotaged runs +0.00 at most (0.25, the start, or 0.00). The best validation,
+    #   not the last: at this learning rate the curve is not monotone (one run with 5 warmup steps went 0.34 / 0.78 /
+    #   0.25), and greedy accuracy moves in quarters (one colour at a time), so a run a little behind sits still;
+    # - the training score of steps 21-30 above that of steps 1-10 (honest: +0.07 to +0.26; sabotaged: down to 0.00);
+    # - the format kept by most answers at every validation (honest: 0.72 at the lowest; sabotaged: 0.00).
     assert max(acc[1:]) >= acc[0] + RISE, f"held-out accuracy did not rise by {RISE}: {acc}"
+    assert train[-1] > train[0], f"the training score did not rise: {train}"
     assert min(fmt) >= FORMAT_FLOOR, f"format must stay learned: {fmt}"
     last = rows[-1]
     assert float(last["care/hidden_embeddings"]) == 1.0  # hard negatives from policy hidden states
