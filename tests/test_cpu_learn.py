@@ -96,7 +96,7 @@ def test_validation_accuracy_and_training_reward_rise_with_care_and_rgr(learn):
     # Three signs of learning, each of which the sabotaged runs (advantage sign flipped, token advantages shifted by
     # one position) fail on their own (docs/benchmarks.md#learning-rate):
     # - held-out accuracy at the best validation after step 0 >= step 0 + 0.10. Honest runs at these settings reached
-    #   +0.17 (inside .ci/run) to +0.55; sabotaged runs +0.00 at most (0.25, the start, or 0.00). The best validation,
+    #   +0.17 (inside .ci/run) to +0.64; sabotaged runs +0.00 at most (0.25, the start, or 0.00). The best validation,
     #   not the last: at this learning rate the curve is not monotone (one run with 5 warmup steps went 0.34 / 0.78 /
     #   0.25), and greedy accuracy moves in quarters (one colour at a time), so a run a little behind sits still;
     # - the training score of steps 21-30 above that of steps 1-10 (honest: +0.07 to +0.26; sabotaged: down to 0.00);
