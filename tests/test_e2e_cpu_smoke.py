@@ -192,6 +192,9 @@ def smoke(tmp_path_factory):
             kill_tree(second.pid)
     second.wait()
     console = _output(out_dir, "second.out")
+    # Ray's workers end shortly after the driver's ray.shutdown(); on a loaded host a worker took a moment longer
+    # (CI: one CareAgentLoopWorker alive right after the script's exit). A process still alive after 15 s survived.
+    psutil.wait_procs([p for p in seen if p.is_running()], timeout=15)
     survivors = _alive(seen) + [f"{p.pid} {p.name()}" for p in group_members(second.pid)]
     kill_tree(second.pid)
     time.sleep(2)  # processes Ray signalled at shutdown
