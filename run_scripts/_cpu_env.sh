@@ -25,7 +25,7 @@ care_ipc_dir() {
   # a resumed run, whose exit trap also removes what a killed run left there; removed when the script ends.
   local dir="$1/ipc"
   if [ "$(printf %s "$dir" | wc -c)" -gt 70 ]; then
-    dir="/tmp/care-ipc-$(printf %s "$(cd "$1" 2>/dev/null && pwd || echo "$1")" | sha1sum | cut -c1-12)"
+    dir="/tmp/care-ipc-$(printf %s "$1" | sha1sum | cut -c1-12)"  # the scripts pass absolute run folders
     CARE_IPC_TMPS="$CARE_IPC_TMPS $dir"
   fi
   mkdir -p "$dir"

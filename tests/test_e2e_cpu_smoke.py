@@ -113,7 +113,10 @@ def _records(path: Path) -> list[dict]:
 
 
 def _shm() -> list[str]:
-    return [p.name for prefix in ("psm_", "verl_weights_") for p in Path("/dev/shm").glob(prefix + "*")]
+    """The segments of the kinds recipe_care.leftovers removes."""
+    from recipe_care.leftovers import PREFIXES, SHM
+
+    return [p.name for prefix in PREFIXES for p in SHM.glob(prefix + "*")]
 
 
 def _tmp_sockets() -> list[str]:
@@ -172,7 +175,7 @@ def smoke(tmp_path_factory):
     from recipe_care.leftovers import remove_stale_segments
 
     time.sleep(2)
-    reaped_after_kill = [p.name for p in remove_stale_segments(t_started)]
+    remove_stale_segments(t_started)
     survivors_first = _alive(seen) + [f"{p.pid} {p.name()}" for p in group_members(first.pid)]
     records_at_kill = _records(metrics_path) if metrics_path.is_file() else []
 
@@ -212,8 +215,8 @@ def smoke(tmp_path_factory):
           f"resumed run rc={second.returncode}, {time.monotonic() - start:.0f} s")
     return {"rc": second.returncode, "console": console, "first_console": first_console, "killed_after": killed_after,
             "records_at_kill": records_at_kill, "records": records, "metrics": metrics, "run_dir": run_dir,
-            "out_dir": out_dir, "dir": out_dir, "survivors_first": survivors_first, "survivors": survivors,
-            "reaped_after_kill": reaped_after_kill, "new_shm": new_shm, "new_tmp_sockets": new_tmp_sockets}
+            "out_dir": out_dir, "survivors_first": survivors_first, "survivors": survivors, "new_shm": new_shm,
+            "new_tmp_sockets": new_tmp_sockets}
 
 
 def _tail(smoke) -> str:
